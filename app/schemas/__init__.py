@@ -1,0 +1,1 @@
+"""Request and response models (pydantic), kept apart from the ORM tables."""

@@ -1,0 +1,1 @@
+"""Business logic: takes a Session and plain arguments, returns models, raises AppError."""

@@ -1,0 +1,123 @@
+"""Projects: create, list, rename and delete, always scoped to the owner."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import FieldError, InvalidInput, NotFound
+from app.models import Project, User
+from app.models.project import NAME_MAX_LENGTH
+from app.schemas.projects import ProjectCreate, ProjectUpdate
+from app.services import model_choices
+
+DESCRIPTION_MAX_LENGTH = 2000
+
+
+def slugify(name: str) -> str:
+    """ASCII slug for ids such as `travel-guide:v2`; non-Latin names fall back to `project`."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:NAME_MAX_LENGTH] or "project"
+
+
+def list_projects(session: Session, owner: User) -> list[Project]:
+    query = select(Project).where(Project.owner_id == owner.id).order_by(Project.updated_at.desc())
+    return list(session.scalars(query))
+
+
+def get_project(session: Session, owner: User, project_id: int) -> Project:
+    project = session.scalar(
+        select(Project).where(Project.id == project_id, Project.owner_id == owner.id)
+    )
+    if project is None:
+        raise NotFound("errors.project_not_found", id=project_id)
+    return project
+
+
+def _clean_name(session: Session, owner: User, name: str, exclude_id: int | None) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInput([FieldError("name", "errors.name_required")])
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidInput(
+            [FieldError("name", "errors.name_too_long", {"max": NAME_MAX_LENGTH, "got": len(name)})]
+        )
+    query = select(Project.id).where(
+        Project.owner_id == owner.id, func.lower(Project.name) == name.lower()
+    )
+    if exclude_id is not None:
+        query = query.where(Project.id != exclude_id)
+    if session.scalar(query) is not None:
+        raise InvalidInput([FieldError("name", "errors.name_taken", {"name": name})])
+    return name
+
+
+def _clean_description(description: str) -> str:
+    description = description.strip()
+    if len(description) > DESCRIPTION_MAX_LENGTH:
+        raise InvalidInput(
+            [
+                FieldError(
+                    "description",
+                    "errors.description_too_long",
+                    {"max": DESCRIPTION_MAX_LENGTH, "got": len(description)},
+                )
+            ]
+        )
+    return description
+
+
+def _unique_slug(session: Session, owner: User, name: str, exclude_id: int | None) -> str:
+    base = slugify(name)
+    taken = set(
+        session.scalars(
+            select(Project.slug).where(
+                Project.owner_id == owner.id,
+                Project.slug.like(f"{base}%"),
+                Project.id != (exclude_id or -1),
+            )
+        )
+    )
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def create_project(session: Session, owner: User, data: ProjectCreate) -> Project:
+    name = _clean_name(session, owner, data.name, exclude_id=None)
+    description = _clean_description(data.description)
+    base_model = model_choices.check_base_model(data.base_model)
+    project = Project(
+        owner_id=owner.id,
+        name=name,
+        slug=_unique_slug(session, owner, name, exclude_id=None),
+        description=description,
+        base_model=base_model,
+    )
+    session.add(project)
+    session.commit()
+    return project
+
+
+def update_project(session: Session, owner: User, project_id: int, data: ProjectUpdate) -> Project:
+    project = get_project(session, owner, project_id)
+    if data.name is not None:
+        project.name = _clean_name(session, owner, data.name, exclude_id=project.id)
+        project.slug = _unique_slug(session, owner, project.name, exclude_id=project.id)
+    if data.description is not None:
+        project.description = _clean_description(data.description)
+    if data.base_model is not None:
+        project.base_model = model_choices.check_base_model(data.base_model)
+    session.commit()
+    return project
+
+
+def delete_project(session: Session, owner: User, project_id: int) -> None:
+    project = get_project(session, owner, project_id)
+    session.delete(project)
+    session.commit()

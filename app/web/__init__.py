@@ -1,0 +1,1 @@
+"""The HTTP layer: dependencies, templating, error mapping and one router per resource."""

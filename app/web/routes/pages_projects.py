@@ -1,0 +1,145 @@
+"""Browser pages for projects: list + create form, project page, rename, delete (htmx)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from app.errors import InvalidInput
+from app.schemas.projects import ProjectCreate, ProjectUpdate
+from app.services import model_choices
+from app.services import projects as service
+from app.web.deps import (
+    CurrentUser,
+    IsHtmx,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    TranslatorDep,
+)
+from app.web.errors import field_details
+from app.web.templating import render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def redirect(url: str, htmx: bool) -> Response:
+    """htmx follows HX-Redirect with a full page load; plain forms get a 303."""
+    if htmx:
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def form_errors(exc: InvalidInput, t: TranslatorDep) -> dict[str, str]:
+    return {d["field"]: d["message"] for d in field_details(exc.errors, t)}
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/projects", status_code=303)
+
+
+@router.get("/projects")
+def projects_page(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    _t: TranslatorDep,
+) -> HTMLResponse:
+    return render(
+        request,
+        "pages/projects.html",
+        projects=service.list_projects(session, user),
+        models=model_choices.list_choices(settings.data_dir),
+        form={"base_model": model_choices.default_model_id()},
+        errors={},
+    )
+
+
+@router.post("/projects")
+def create_project(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    t: TranslatorDep,
+    htmx: IsHtmx,
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    base_model: Annotated[str, Form()] = "",
+) -> Response:
+    data = ProjectCreate(name=name, description=description, base_model=base_model or None)
+    try:
+        project = service.create_project(session, user, data)
+    except InvalidInput as exc:
+        return render(
+            request,
+            "partials/project_form.html" if htmx else "pages/projects.html",
+            status_code=422,
+            projects=service.list_projects(session, user),
+            models=model_choices.list_choices(settings.data_dir),
+            form=data.model_dump(),
+            errors=form_errors(exc, t),
+        )
+    return redirect(f"/projects/{project.id}", htmx)
+
+
+@router.get("/projects/{project_id}")
+def project_page(
+    request: Request, project: ProjectDep, settings: SettingsDep, _t: TranslatorDep
+) -> HTMLResponse:
+    return render(
+        request,
+        "pages/project.html",
+        project=project,
+        model=model_choices.find_choice(project.base_model, settings.data_dir),
+        errors={},
+    )
+
+
+@router.post("/projects/{project_id}/settings")
+def update_project(
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    t: TranslatorDep,
+    htmx: IsHtmx,
+    name: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+) -> Response:
+    data = ProjectUpdate(name=name, description=description)
+    try:
+        service.update_project(session, user, project.id, data)
+    except InvalidInput as exc:
+        session.rollback()
+        session.refresh(project)
+        return render(
+            request,
+            "partials/project_settings.html",
+            status_code=422,
+            project=project,
+            form=data.model_dump(),
+            errors=form_errors(exc, t),
+        )
+    return redirect(f"/projects/{project.id}", htmx)
+
+
+@router.delete("/projects/{project_id}")
+@router.post("/projects/{project_id}/delete")
+def delete_project(
+    project: ProjectDep, session: SessionDep, user: CurrentUser, htmx: IsHtmx
+) -> Response:
+    service.delete_project(session, user, project.id)
+    return redirect("/projects", htmx)
+
+
+@router.get("/lang/{language}")
+def switch_language(language: str, request: Request) -> RedirectResponse:
+    back = request.headers.get("referer") or "/projects"
+    response = RedirectResponse(back, status_code=303)
+    response.set_cookie("lang", language, max_age=365 * 24 * 3600, samesite="lax")
+    return response

@@ -1,0 +1,148 @@
+"""Shared fixtures: real Redis, real databases (SQLite and PostgreSQL), a real Celery worker.
+
+Nothing of Tunelab's own infrastructure is mocked. PostgreSQL tests create a throw-away
+database on TUNELAB_TEST_POSTGRES (default 127.0.0.1:5432, trust auth); when that server is
+not reachable they are skipped, unless TUNELAB_REQUIRE_POSTGRES=1 (CI sets it) makes that an
+error.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from tests.helpers.services import (
+    WorkerProcess,
+    reset_app_caches,
+    start_test_redis,
+)
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TUNELAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("TUNELAB_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url, stop = start_test_redis()
+    redis.Redis.from_url(url).flushdb()
+    yield url
+    stop()
+
+
+def _create_postgres_db() -> tuple[str, str]:
+    name = f"tunelab_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return name, POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_postgres_db(name: str) -> None:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'tunelab.db'}"
+        return
+    try:
+        name, url = _create_postgres_db()
+    except sa.exc.OperationalError as exc:
+        if REQUIRE_POSTGRES:
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    yield url
+    from app.db import get_engine
+
+    get_engine(url).dispose()
+    _drop_postgres_db(name)
+
+
+@pytest.fixture(scope="session")
+def platform_env(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Environment for this process and for worker subprocesses: one DB, one Redis, one data dir."""
+    data_dir = tmp_path_factory.mktemp("data")
+    env = {
+        "TUNELAB_DATA_DIR": str(data_dir),
+        "TUNELAB_DATABASE_URL": database_url,
+        "TUNELAB_REDIS_URL": redis_url,
+        "TUNELAB_WORKER_HEARTBEAT_S": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    reset_app_caches()
+    from app import migrate
+
+    migrate.upgrade(database_url)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    reset_app_caches()
+
+
+@pytest.fixture
+def db_session(platform_env: dict[str, str]) -> Iterator[sa.orm.Session]:
+    from app.db import get_sessionmaker
+
+    session = get_sessionmaker()()
+    yield session
+    session.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty every table after a test that used the database, so tests stay independent."""
+    yield
+    if "platform_env" not in request.fixturenames:
+        return
+    from app.db import get_engine
+    from app.models import Base
+
+    with get_engine().begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(platform_env: dict[str, str]) -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def worker(
+    platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """A real Celery worker on every queue, in its own process, sharing this test's DB and Redis."""
+    log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
+    proc = WorkerProcess(env=dict(os.environ, **platform_env), log_path=log)
+    proc.start()
+    yield proc
+    proc.stop()

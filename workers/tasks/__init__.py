@@ -1,0 +1,1 @@
+"""Thin Celery tasks: ids in, call pure code, record the outcome."""
