@@ -146,3 +146,16 @@ def worker(
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def lonely_redis(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the app at an empty Redis database that no other worker of this session uses."""
+    base = platform_env["TUNELAB_REDIS_URL"].rsplit("/", 1)[0]
+    url = f"{base}/13"
+    redis.Redis.from_url(url).flushdb()
+    monkeypatch.setenv("TUNELAB_REDIS_URL", url)
+    reset_app_caches()
+    yield url
+    monkeypatch.setenv("TUNELAB_REDIS_URL", platform_env["TUNELAB_REDIS_URL"])
+    reset_app_caches()

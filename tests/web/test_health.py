@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-
-import pytest
-import redis
 
 from tests.helpers.services import WorkerProcess, reset_app_caches
 
@@ -20,19 +16,6 @@ def test_healthz_reports_database_redis_and_worker(client, worker) -> None:  # t
     assert body["status"] == "ok"
     banner = client.get("/partials/status-banner")
     assert 'data-status="no-worker"' not in banner.text
-
-
-@pytest.fixture
-def lonely_redis(platform_env, monkeypatch) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """Point the app at an empty Redis database that no other worker of this session uses."""
-    base = platform_env["TUNELAB_REDIS_URL"].rsplit("/", 1)[0]
-    url = f"{base}/13"
-    redis.Redis.from_url(url).flushdb()
-    monkeypatch.setenv("TUNELAB_REDIS_URL", url)
-    reset_app_caches()
-    yield url
-    monkeypatch.setenv("TUNELAB_REDIS_URL", platform_env["TUNELAB_REDIS_URL"])
-    reset_app_caches()
 
 
 def test_killing_the_worker_turns_the_warning_on(client, lonely_redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
