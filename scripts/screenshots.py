@@ -1,0 +1,85 @@
+"""Take the README's screenshots: start `tunelab up` on a fresh data dir, fill in some state
+through the API, and photograph the main pages with Debian's headless Chromium.
+
+    .venv/bin/python scripts/screenshots.py            # writes docs/screenshots/*.png
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "screenshots"
+PORT = int(os.environ.get("SCREENSHOT_PORT", "8765"))
+BASE = f"http://127.0.0.1:{PORT}"
+
+
+def wait_up(proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(240):
+        if proc.poll() is not None:
+            raise SystemExit("tunelab up exited")
+        try:
+            if httpx.get(f"{BASE}/healthz", timeout=2).json()["workers"]["ok"]:
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    raise SystemExit("tunelab up did not start")
+
+
+def seed() -> dict[str, int]:
+    api = httpx.Client(base_url=BASE, timeout=30)
+    guide = api.post(
+        "/api/projects",
+        json={"name": "张家界导游 Zhangjiajie guide", "description": "Travel answers in Chinese"},
+    ).json()
+    api.post("/api/projects", json={"name": "Contract clauses", "description": "NDA review"})
+    return {"project": guide["id"]}
+
+
+def shoot(ids: dict[str, int]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    pages = {
+        "projects": "/projects",
+        "project": f"/projects/{ids['project']}",
+        "models": "/models",
+    }
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, locale="en-US")
+        for name, path in pages.items():
+            page.goto(BASE + path)
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+        browser.close()
+
+
+def main() -> None:
+    data_dir = tempfile.mkdtemp(prefix="tunelab-shots-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNELAB_")}
+    env["TUNELAB_DATA_DIR"] = data_dir
+    tunelab = Path(sys.executable).parent / "tunelab"
+    proc = subprocess.Popen([str(tunelab), "up", "--port", str(PORT)], env=env)
+    try:
+        wait_up(proc)
+        shoot(seed())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+if __name__ == "__main__":
+    main()
