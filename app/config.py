@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.storage import DataDir
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNELAB_", env_file=".env", extra="ignore")
@@ -52,6 +54,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'tunelab.db').resolve()}"
+
+    @property
+    def paths(self) -> DataDir:
+        return DataDir(self.data_dir)
 
     @property
     def broker_url(self) -> str:

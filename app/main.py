@@ -9,7 +9,15 @@ from fastapi.staticfiles import StaticFiles
 
 from app.paths import ROOT
 from app.web.errors import install_error_handlers
-from app.web.routes import api_models, api_projects, health, pages_models, pages_projects
+from app.web.routes import (
+    api_datasets,
+    api_models,
+    api_projects,
+    health,
+    pages_datasets,
+    pages_models,
+    pages_projects,
+)
 
 
 def create_app() -> FastAPI:
@@ -20,7 +28,15 @@ def create_app() -> FastAPI:
         description="Fine-tune and serve LLMs with LoRA. JSON API and OpenAI-compatible API.",
     )
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    for module in (health, api_projects, api_models, pages_projects, pages_models):
+    for module in (
+        health,
+        api_projects,
+        api_datasets,
+        api_models,
+        pages_projects,
+        pages_datasets,
+        pages_models,
+    ):
         app.include_router(module.router)
     install_error_handlers(app)
     return app

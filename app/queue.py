@@ -26,10 +26,16 @@ ALL_QUEUES = tuple(q.value for q in Queue)
 
 class TaskName(StrEnum):
     PING = "tunelab.ping"
+    ANALYZE_DATASET = "data.analyze_dataset"
+    PREPARE_MODEL = "data.prepare_model"
+    PREVIEW_TEMPLATE = "data.preview_template"
 
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     TaskName.PING: {"queue": Queue.DATA},
+    TaskName.ANALYZE_DATASET: {"queue": Queue.DATA},
+    TaskName.PREPARE_MODEL: {"queue": Queue.DATA},
+    TaskName.PREVIEW_TEMPLATE: {"queue": Queue.DATA},
 }
 
 

@@ -15,3 +15,7 @@ def worker_heartbeat_pattern() -> str:
 
 def ping_reply_key(token: str) -> str:
     return f"{PREFIX}:ping:{token}"
+
+
+def model_progress_key(model_id: str) -> str:
+    return f"{PREFIX}:model-progress:{model_id}"

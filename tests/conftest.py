@@ -9,6 +9,7 @@ error.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,15 +77,23 @@ def database_url(
 
 
 @pytest.fixture(scope="session")
+def redis_db(database_url: str) -> int:
+    """One Redis database per test database, so a worker never takes another database's task."""
+    return 14 if database_url.startswith("postgresql") else 15
+
+
+@pytest.fixture(scope="session")
 def platform_env(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, redis_url: str, redis_db: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """Environment for this process and for worker subprocesses: one DB, one Redis, one data dir."""
     data_dir = tmp_path_factory.mktemp("data")
+    env_redis = f"{redis_url.rsplit('/', 1)[0]}/{redis_db}"
+    redis.Redis.from_url(env_redis).flushdb()
     env = {
         "TUNELAB_DATA_DIR": str(data_dir),
         "TUNELAB_DATABASE_URL": database_url,
-        "TUNELAB_REDIS_URL": redis_url,
+        "TUNELAB_REDIS_URL": env_redis,
         "TUNELAB_WORKER_HEARTBEAT_S": "1",
         "HF_HUB_OFFLINE": "1",
     }
@@ -124,6 +133,13 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     with get_engine().begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+    data_dir = Path(os.environ["TUNELAB_DATA_DIR"])
+    for sub in ("uploads", "datasets"):
+        shutil.rmtree(data_dir / sub, ignore_errors=True)
+    # Tasks a test queued but no worker ran must not run later against another test's rows.
+    from app.queue import ALL_QUEUES
+
+    redis.Redis.from_url(os.environ["TUNELAB_REDIS_URL"]).delete(*ALL_QUEUES)
 
 
 @pytest.fixture
@@ -136,11 +152,14 @@ def client(platform_env: dict[str, str]) -> Iterator[object]:
         yield test_client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(
     platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    """A real Celery worker on every queue, in its own process, sharing this test's DB and Redis."""
+    """A real Celery worker on every queue, in its own process, sharing this test's DB and Redis.
+
+    Module-scoped: it lives only while the tests that asked for it run, so tasks other tests
+    queue (and that teardown purges) are never picked up in the background."""
     log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
     proc = WorkerProcess(env=dict(os.environ, **platform_env), log_path=log)
     proc.start()

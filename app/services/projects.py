@@ -13,6 +13,7 @@ from app.models import Project, User
 from app.models.project import NAME_MAX_LENGTH
 from app.schemas.projects import ProjectCreate, ProjectUpdate
 from app.services import model_choices
+from app.storage import DataDir, remove_tree
 
 DESCRIPTION_MAX_LENGTH = 2000
 
@@ -91,7 +92,7 @@ def _unique_slug(session: Session, owner: User, name: str, exclude_id: int | Non
 def create_project(session: Session, owner: User, data: ProjectCreate) -> Project:
     name = _clean_name(session, owner, data.name, exclude_id=None)
     description = _clean_description(data.description)
-    base_model = model_choices.check_base_model(data.base_model)
+    base_model = model_choices.check_base_model(session, owner, data.base_model)
     project = Project(
         owner_id=owner.id,
         name=name,
@@ -112,12 +113,16 @@ def update_project(session: Session, owner: User, project_id: int, data: Project
     if data.description is not None:
         project.description = _clean_description(data.description)
     if data.base_model is not None:
-        project.base_model = model_choices.check_base_model(data.base_model)
+        project.base_model = model_choices.check_base_model(session, owner, data.base_model)
     session.commit()
     return project
 
 
-def delete_project(session: Session, owner: User, project_id: int) -> None:
+def delete_project(session: Session, owner: User, project_id: int, data_dir: DataDir) -> None:
+    """Delete the project, its rows (cascade) and then its files."""
     project = get_project(session, owner, project_id)
+    folders = [data_dir.dataset(d.id) for d in project.datasets]
     session.delete(project)
     session.commit()
+    for folder in folders:
+        remove_tree(folder)

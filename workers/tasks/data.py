@@ -1,0 +1,54 @@
+"""`data` queue tasks: dataset statistics with the project's base-model tokenizer."""
+
+from __future__ import annotations
+
+import logging
+
+from app.config import get_settings
+from app.db import session_scope
+from app.models import Dataset
+from app.queue import TaskName
+from app.services.model_choices import loader_source
+from workers.celery_app import celery_app
+from workers.ml.dataset_stats import token_stats
+from workers.ml.errors import ModelLoadError
+from workers.ml.tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def _set(dataset_id: int, **fields: object) -> None:
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is not None:
+            for name, value in fields.items():
+                setattr(dataset, name, value)
+
+
+@celery_app.task(name=TaskName.ANALYZE_DATASET)
+def analyze_dataset(dataset_id: int) -> None:
+    settings = get_settings()
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            logger.info("dataset %s is gone; nothing to analyze", dataset_id)
+            return
+        project = dataset.project
+        source, template, max_length = project.base_model, project.chat_template, project.max_length
+        duplicates = int(dataset.report.get("counts", {}).get("duplicate_row", 0))
+        dataset.stats_status, dataset.stats_error = "running", None
+    path = settings.paths.dataset(dataset_id) / "normalized.jsonl"
+    try:
+        tokenizer = load_tokenizer(loader_source(source), data_dir=settings.data_dir)
+        stats = token_stats(
+            tokenizer, path, template=template, max_length=max_length, duplicates=duplicates
+        )
+    except ModelLoadError as exc:
+        _set(dataset_id, stats_status="failed", stats_error=str(exc)[:2000])
+        return
+    except Exception as exc:
+        logger.exception("statistics failed for dataset %s", dataset_id)
+        _set(dataset_id, stats_status="failed", stats_error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    stats["tokenizer"] = source
+    _set(dataset_id, stats_status="ready", stats=stats)
