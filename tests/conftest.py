@@ -14,11 +14,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
-import sqlalchemy as sa
+# Tests must never reach a model hub. Set before anything imports huggingface_hub, which reads
+# these at import time (workers.ml.hub also re-reads HF_HUB_OFFLINE at call time).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-from tests.helpers.services import (
+import pytest  # noqa: E402
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from tests.helpers.services import (  # noqa: E402
     WorkerProcess,
     reset_app_caches,
     start_test_redis,
@@ -178,3 +184,18 @@ def lonely_redis(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
     yield url
     monkeypatch.setenv("TUNELAB_REDIS_URL", platform_env["TUNELAB_REDIS_URL"])
     reset_app_caches()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved 2-layer Llama with SmolLM2's tokenizer (or a trained one without the package)."""
+    from tests.helpers.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path) -> object:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -14,7 +14,11 @@ from app.queue import make_celery
 from workers.heartbeat import start_heartbeat, stop_heartbeat
 
 celery_app = make_celery("tunelab-worker")
-celery_app.conf.include = ["workers.tasks.system", "workers.tasks.data"]
+celery_app.conf.include = [
+    "workers.tasks.system",
+    "workers.tasks.data",
+    "workers.tasks.models",
+]
 
 
 @worker_ready.connect

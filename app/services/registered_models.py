@@ -35,7 +35,11 @@ def register_local(session: Session, owner: User, path: str) -> RegisteredModel:
         info = catalog.inspect_local_folder(path.strip())
     except catalog.LocalFolderError as exc:
         raise InvalidInput(
-            [FieldError("path", f"errors.local_folder_{exc.code}", {"detail": str(exc)})]
+            [
+                FieldError(
+                    "path", f"errors.local_folder_{exc.code}", {"detail": str(exc), "path": path}
+                )
+            ]
         ) from exc
     key = f"local:{info.path}"
     existing = _existing(session, owner, key)
