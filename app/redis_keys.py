@@ -19,3 +19,7 @@ def ping_reply_key(token: str) -> str:
 
 def model_progress_key(model_id: str) -> str:
     return f"{PREFIX}:model-progress:{model_id}"
+
+
+def worker_result_key(request_id: str) -> str:
+    return f"{PREFIX}:result:{request_id}"

@@ -43,7 +43,15 @@ def seed() -> dict[str, int]:
         json={"name": "张家界导游 Zhangjiajie guide", "description": "Travel answers in Chinese"},
     ).json()
     api.post("/api/projects", json={"name": "Contract clauses", "description": "NDA review"})
-    return {"project": guide["id"]}
+    demo = ROOT / "examples" / "zhangjiajie" / "train.json"
+    dataset = api.post(
+        f"/api/projects/{guide['id']}/datasets", files={"file": ("train.json", demo.read_bytes())}
+    ).json()
+    for _ in range(300):  # the first statistics convert SmolLM2 from its GGUF file
+        if api.get(f"/api/datasets/{dataset['id']}").json()["stats_status"] in ("ready", "failed"):
+            break
+        time.sleep(0.5)
+    return {"project": guide["id"], "dataset": dataset["id"]}
 
 
 def shoot(ids: dict[str, int]) -> None:
@@ -52,6 +60,7 @@ def shoot(ids: dict[str, int]) -> None:
         "projects": "/projects",
         "project": f"/projects/{ids['project']}",
         "models": "/models",
+        "dataset": f"/datasets/{ids['dataset']}",
     }
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -63,7 +72,16 @@ def shoot(ids: dict[str, int]) -> None:
         for name, path in pages.items():
             page.goto(BASE + path)
             page.wait_for_timeout(800)
+            if name == "dataset":
+                page.click("#preview-button")
+                page.wait_for_selector("#template-preview[data-status=ready]", timeout=60_000)
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+        # An upload with mistakes: the report the user sees before anything is stored.
+        page.goto(f"{BASE}/projects/{ids['project']}")
+        page.set_input_files("#upload-file", str(ROOT / "tests" / "data" / "datasets_mistakes.jsonl"))
+        page.click("#upload-form button[type=submit]")
+        page.wait_for_selector("#upload-report")
+        page.locator("#datasets-section").screenshot(path=str(OUT / "upload-report.png"))
         browser.close()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProjectCreate(BaseModel):
@@ -17,6 +17,9 @@ class ProjectUpdate(BaseModel):
     name: str | None = None
     description: str | None = None
     base_model: str | None = None
+    # "" resets to the model's own template (or the catalog's default for models without one).
+    chat_template: str | None = None
+    max_length: int | None = Field(default=None, ge=16, le=131072)
 
 
 class ProjectPublic(BaseModel):
@@ -27,6 +30,8 @@ class ProjectPublic(BaseModel):
     slug: str
     description: str
     base_model: str
+    chat_template: str | None
+    max_length: int
     created_at: datetime
     updated_at: datetime
 

@@ -114,8 +114,32 @@ def update_project(session: Session, owner: User, project_id: int, data: Project
         project.description = _clean_description(data.description)
     if data.base_model is not None:
         project.base_model = model_choices.check_base_model(session, owner, data.base_model)
+    if data.chat_template is not None:
+        project.chat_template = check_chat_template(data.chat_template)
+    if data.max_length is not None:
+        project.max_length = data.max_length
     session.commit()
     return project
+
+
+# Named templates the workers know (workers/ml/chat_templates.yaml; a test keeps them in step).
+CHAT_TEMPLATES = ("chatml", "llama2", "alpaca", "gemma")
+
+
+def check_chat_template(name: str) -> str | None:
+    if not name:
+        return None
+    if name not in CHAT_TEMPLATES:
+        raise InvalidInput(
+            [
+                FieldError(
+                    "chat_template",
+                    "errors.unknown_template",
+                    {"name": name, "known": ", ".join(CHAT_TEMPLATES)},
+                )
+            ]
+        )
+    return name
 
 
 def delete_project(session: Session, owner: User, project_id: int, data_dir: DataDir) -> None:

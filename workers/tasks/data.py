@@ -1,4 +1,4 @@
-"""`data` queue tasks: dataset statistics with the project's base-model tokenizer."""
+"""`data` queue tasks: dataset statistics and template previews with the project's tokenizer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from app.db import session_scope
 from app.models import Dataset
 from app.queue import TaskName
 from app.services.model_choices import loader_source
+from app.services.worker_results import set_result
 from workers.celery_app import celery_app
-from workers.ml.dataset_stats import token_stats
-from workers.ml.errors import ModelLoadError
+from workers.ml.chat_format import (
+    IGNORE_INDEX,
+    segments_from_example,
+    tokenize_conversation,
+)
+from workers.ml.dataset_stats import iter_conversations, token_stats
+from workers.ml.errors import ChatFormatError, ModelLoadError
 from workers.ml.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -52,3 +58,43 @@ def analyze_dataset(dataset_id: int) -> None:
         raise
     stats["tokenizer"] = source
     _set(dataset_id, stats_status="ready", stats=stats)
+
+
+@celery_app.task(name=TaskName.PREVIEW_TEMPLATE)
+def preview_template(request_id: str, dataset_id: int, row: int) -> None:
+    """Render one normalized row through the project's tokenizer and chat template."""
+    settings = get_settings()
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            set_result(request_id, {"status": "failed", "error": "dataset deleted"})
+            return
+        project = dataset.project
+        source, template, max_length = project.base_model, project.chat_template, project.max_length
+    path = settings.paths.dataset(dataset_id) / "normalized.jsonl"
+    try:
+        messages = next(m for i, m in enumerate(iter_conversations(path), start=1) if i == row)
+        tokenizer = load_tokenizer(loader_source(source), data_dir=settings.data_dir)
+        example = tokenize_conversation(
+            tokenizer, messages, template=template, max_length=max_length
+        )
+        segments = segments_from_example(tokenizer, example)
+    except (ModelLoadError, ChatFormatError, StopIteration) as exc:
+        set_result(request_id, {"status": "failed", "error": str(exc) or type(exc).__name__})
+        return
+    set_result(
+        request_id,
+        {
+            "status": "ready",
+            "row": row,
+            "template": example.template,
+            "tokens": len(example.input_ids),
+            "trainable_tokens": sum(1 for label in example.labels if label != IGNORE_INDEX),
+            "truncated": example.truncated,
+            "max_length": max_length,
+            "segments": [
+                {"text": s.text, "carries_loss": s.carries_loss, "token_ids": list(s.token_ids)}
+                for s in segments
+            ],
+        },
+    )

@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
 
 from app import datasets as validation
 from app.datasets.csvfile import FIELDS as MAPPABLE_FIELDS
-from app.errors import FieldError, InvalidInput
+from app.errors import FieldError, InvalidInput, NotFound
 from app.schemas.datasets import DatasetPublic, DatasetsPublic, DatasetUpdate, RowsPublic
 from app.services import datasets as service
-from app.services import uploads
+from app.services import template_preview, uploads, worker_results
 from app.services.issue_text import issues_public
 from app.web.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep, TranslatorDep
 
@@ -215,3 +216,24 @@ def analyze_dataset(dataset_id: int, session: SessionDep, user: CurrentUser) -> 
     dataset = service.get_dataset(session, user, dataset_id)
     service.request_stats(session, dataset)
     return DatasetPublic.model_validate(dataset)
+
+
+class PreviewRequest(BaseModel):
+    row: int = 1
+
+
+@router.post("/datasets/{dataset_id}/preview", status_code=202)
+def request_preview(
+    dataset_id: int, body: PreviewRequest, session: SessionDep, user: CurrentUser
+) -> dict[str, str]:
+    """Render a row through the project's tokenizer and chat template on a worker."""
+    dataset = service.get_dataset(session, user, dataset_id)
+    return {"request_id": template_preview.request_preview(dataset, body.row)}
+
+
+@router.get("/previews/{request_id}")
+def get_preview(request_id: str, user: CurrentUser) -> dict[str, Any]:
+    result = worker_results.get_result(request_id)
+    if result is None:
+        raise NotFound("errors.preview_not_found")
+    return result

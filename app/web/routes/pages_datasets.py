@@ -9,10 +9,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.responses import HTMLResponse, Response
 
 from app import datasets as validation
-from app.errors import AppError
+from app.errors import AppError, InvalidInput
 from app.models import Dataset
 from app.services import datasets as service
-from app.services import uploads
+from app.services import template_preview, uploads, worker_results
 from app.services.issue_text import issue_message
 from app.web.deps import (
     CurrentUser,
@@ -22,6 +22,7 @@ from app.web.deps import (
     SettingsDep,
     TranslatorDep,
 )
+from app.web.errors import field_details
 from app.web.routes.api_datasets import parse_options
 from app.web.routes.pages_projects import redirect
 from app.web.templating import render
@@ -235,3 +236,31 @@ def delete(
     project_id = dataset.project_id
     service.delete_dataset(session, dataset, settings.paths)
     return redirect(f"/projects/{project_id}", htmx)
+
+
+@router.post("/datasets/{dataset_id}/preview")
+def preview(
+    dataset_id: int,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    t: TranslatorDep,
+    row: Annotated[int, Form()] = 1,
+) -> HTMLResponse:
+    dataset = service.get_dataset(session, user, dataset_id)
+    try:
+        request_id = template_preview.request_preview(dataset, row)
+    except AppError as exc:
+        message = (
+            " ".join(d["message"] for d in field_details(exc.errors, t))
+            if isinstance(exc, InvalidInput)
+            else t(exc.key, **exc.params)
+        )
+        return render(request, "partials/upload_error.html", message=message)
+    return render(request, "partials/template_preview.html", request_id=request_id, result=None)
+
+
+@router.get("/previews/{request_id}")
+def preview_result(request_id: str, request: Request, _t: TranslatorDep) -> HTMLResponse:
+    result = worker_results.get_result(request_id) or {"status": "failed", "error": "expired"}
+    return render(request, "partials/template_preview.html", request_id=request_id, result=result)

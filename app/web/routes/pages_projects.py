@@ -103,6 +103,7 @@ def project_page(
         project=project,
         model=model_choices.find_choice(session, user, project.base_model, settings.data_dir),
         datasets=dataset_service.list_datasets(session, project),
+        chat_templates=service.CHAT_TEMPLATES,
         errors={},
     )
 
@@ -117,8 +118,12 @@ def update_project(
     htmx: IsHtmx,
     name: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
+    chat_template: Annotated[str, Form()] = "",
+    max_length: Annotated[int, Form(ge=16, le=131072)] = 1024,
 ) -> Response:
-    data = ProjectUpdate(name=name, description=description)
+    data = ProjectUpdate(
+        name=name, description=description, chat_template=chat_template, max_length=max_length
+    )
     try:
         service.update_project(session, user, project.id, data)
     except InvalidInput as exc:
@@ -129,6 +134,7 @@ def update_project(
             "partials/project_settings.html",
             status_code=422,
             project=project,
+            chat_templates=service.CHAT_TEMPLATES,
             form=data.model_dump(),
             errors=form_errors(exc, t),
         )
