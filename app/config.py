@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     health_timeout_s: float = Field(
         default=1.0, description="How long /healthz waits for a worker to answer a ping."
     )
+    job_heartbeat_s: float = Field(
+        default=5.0, description="How often a running training job reports it is alive (seconds)."
+    )
+    job_lost_after_s: float = Field(
+        default=45.0,
+        description="A running job whose heartbeat is older than this is marked failed.",
+    )
     model_dirs: list[Path] = Field(
         default_factory=list,
         description="Folders of Hugging Face models registered at start (JSON list).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,3 +51,17 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def update_row(model: type[Any], row_id: int | None, **fields: Any) -> bool:
+    """Set fields on one row in its own transaction (workers recording an outcome).
+    Returns False when the row is gone (deleted meanwhile), which callers may ignore."""
+    if row_id is None:
+        return False
+    with session_scope() as session:
+        row = session.get(model, row_id)
+        if row is None:
+            return False
+        for name, value in fields.items():
+            setattr(row, name, value)
+    return True

@@ -7,14 +7,20 @@ import logging
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.lifespan import lifespan
 from app.paths import ROOT
 from app.web.errors import install_error_handlers
 from app.web.routes import (
+    api_chat,
     api_datasets,
+    api_jobs,
     api_models,
     api_projects,
     health,
+    openai_api,
+    pages_chat,
     pages_datasets,
+    pages_jobs,
     pages_models,
     pages_projects,
 )
@@ -26,15 +32,21 @@ def create_app() -> FastAPI:
         title="Tunelab",
         version="0.1.0",
         description="Fine-tune and serve LLMs with LoRA. JSON API and OpenAI-compatible API.",
+        lifespan=lifespan,
     )
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for module in (
         health,
         api_projects,
+        api_chat,
         api_datasets,
+        api_jobs,
         api_models,
         pages_projects,
+        openai_api,
+        pages_chat,
         pages_datasets,
+        pages_jobs,
         pages_models,
     ):
         app.include_router(module.router)

@@ -29,6 +29,8 @@ class TaskName(StrEnum):
     ANALYZE_DATASET = "data.analyze_dataset"
     PREPARE_MODEL = "data.prepare_model"
     PREVIEW_TEMPLATE = "data.preview_template"
+    TRAIN = "train.run"
+    GENERATE = "infer.generate"
 
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
@@ -36,6 +38,8 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     TaskName.ANALYZE_DATASET: {"queue": Queue.DATA},
     TaskName.PREPARE_MODEL: {"queue": Queue.DATA},
     TaskName.PREVIEW_TEMPLATE: {"queue": Queue.DATA},
+    TaskName.TRAIN: {"queue": Queue.TRAIN},
+    TaskName.GENERATE: {"queue": Queue.INFER},
 }
 
 

@@ -23,3 +23,23 @@ def model_progress_key(model_id: str) -> str:
 
 def worker_result_key(request_id: str) -> str:
     return f"{PREFIX}:result:{request_id}"
+
+
+def job_stream_key(job_id: int) -> str:
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def job_stop_key(job_id: int) -> str:
+    return f"{PREFIX}:job:{job_id}:stop"
+
+
+def generation_request_key(request_id: str) -> str:
+    return f"{PREFIX}:gen:{request_id}:request"
+
+
+def generation_stream_key(request_id: str) -> str:
+    return f"{PREFIX}:gen:{request_id}:events"
+
+
+def generation_cancel_key(request_id: str) -> str:
+    return f"{PREFIX}:gen:{request_id}:cancel"

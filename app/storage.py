@@ -38,6 +38,9 @@ class DataDir:
     def dataset(self, dataset_id: int) -> Path:
         return self.root / "datasets" / str(dataset_id)
 
+    def run(self, job_id: int) -> Path:
+        return self.root / "runs" / str(job_id)
+
     def models(self) -> Path:
         return self.root / "models"
 

@@ -78,7 +78,8 @@ def shoot(ids: dict[str, int]) -> None:
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
         # An upload with mistakes: the report the user sees before anything is stored.
         page.goto(f"{BASE}/projects/{ids['project']}")
-        page.set_input_files("#upload-file", str(ROOT / "tests" / "data" / "datasets_mistakes.jsonl"))
+        mistakes = ROOT / "tests" / "data" / "datasets_mistakes.jsonl"
+        page.set_input_files("#upload-file", str(mistakes))
         page.click("#upload-form button[type=submit]")
         page.wait_for_selector("#upload-report")
         page.locator("#datasets-section").screenshot(path=str(OUT / "upload-report.png"))

@@ -140,7 +140,7 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
     data_dir = Path(os.environ["TUNELAB_DATA_DIR"])
-    for sub in ("uploads", "datasets"):
+    for sub in ("uploads", "datasets", "runs"):
         shutil.rmtree(data_dir / sub, ignore_errors=True)
     # Tasks a test queued but no worker ran must not run later against another test's rows.
     from app.queue import ALL_QUEUES

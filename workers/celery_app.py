@@ -18,6 +18,7 @@ celery_app.conf.include = [
     "workers.tasks.system",
     "workers.tasks.data",
     "workers.tasks.models",
+    "workers.tasks.train",
 ]
 
 

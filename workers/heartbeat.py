@@ -28,6 +28,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tunelab-heartbeat", daemon=True)
         self._started = time.time()
+        self.accelerator = _accelerator()
 
     def start(self) -> None:
         self._beat()
@@ -44,6 +45,7 @@ class Heartbeat:
         payload = {
             "hostname": self.hostname,
             "queues": self.queues,
+            "accelerator": self.accelerator,
             "pid": os.getpid(),
             "started": self._started,
             "seen": time.time(),
@@ -57,6 +59,16 @@ class Heartbeat:
                 self._beat()
             except Exception:  # Redis restarts must not kill the worker; keep trying
                 logger.warning("heartbeat failed", exc_info=True)
+
+
+def _accelerator() -> str:
+    """What the web shows and offers (QLoRA needs CUDA): "cuda" or "cpu"."""
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
 
 
 _heartbeat: Heartbeat | None = None

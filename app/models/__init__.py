@@ -1,9 +1,25 @@
 """ORM tables. Importing this package registers every table on `Base.metadata` (Alembic)."""
 
 from app.models.base import Base
+from app.models.chat import ChatMessage, ComparisonVote, Conversation
 from app.models.dataset import Dataset
+from app.models.job import JobStatus, MetricPoint, TrainingJob
 from app.models.project import Project
 from app.models.registered_model import RegisteredModel
 from app.models.user import User
+from app.models.version import ModelVersion
 
-__all__ = ["Base", "Dataset", "Project", "RegisteredModel", "User"]
+__all__ = [
+    "Base",
+    "ChatMessage",
+    "ComparisonVote",
+    "Conversation",
+    "Dataset",
+    "JobStatus",
+    "MetricPoint",
+    "ModelVersion",
+    "Project",
+    "RegisteredModel",
+    "TrainingJob",
+    "User",
+]

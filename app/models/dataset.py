@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 class Dataset(TimestampMixin, Base):
     __tablename__ = "datasets"
-    __table_args__ = (UniqueConstraint("project_id", "sha256", name="uq_datasets_project_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256", name="uq_datasets_project_sha256"),
+        # Files live under datasets/{id}/: an id must never be handed out twice.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidInput, NotFound
-from app.models import Project, User
+from app.models import Project, TrainingJob, User
 from app.models.project import NAME_MAX_LENGTH
 from app.schemas.projects import ProjectCreate, ProjectUpdate
 from app.services import model_choices
@@ -146,6 +146,8 @@ def delete_project(session: Session, owner: User, project_id: int, data_dir: Dat
     """Delete the project, its rows (cascade) and then its files."""
     project = get_project(session, owner, project_id)
     folders = [data_dir.dataset(d.id) for d in project.datasets]
+    job_ids = session.scalars(select(TrainingJob.id).where(TrainingJob.project_id == project.id))
+    folders += [data_dir.run(job_id) for job_id in job_ids]
     session.delete(project)
     session.commit()
     for folder in folders:

@@ -61,7 +61,8 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_datasets_project_id_projects'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_datasets')),
-    sa.UniqueConstraint('project_id', 'sha256', name='uq_datasets_project_sha256')
+    sa.UniqueConstraint('project_id', 'sha256', name='uq_datasets_project_sha256'),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('datasets', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_datasets_project_id'), ['project_id'], unique=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.config import get_settings
-from app.db import session_scope
+from app.db import session_scope, update_row
 from app.models import Dataset
 from app.queue import TaskName
 from app.services.model_choices import loader_source
@@ -24,11 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _set(dataset_id: int, **fields: object) -> None:
-    with session_scope() as session:
-        dataset = session.get(Dataset, dataset_id)
-        if dataset is not None:
-            for name, value in fields.items():
-                setattr(dataset, name, value)
+    update_row(Dataset, dataset_id, **fields)
 
 
 @celery_app.task(name=TaskName.ANALYZE_DATASET)
@@ -51,6 +47,10 @@ def analyze_dataset(dataset_id: int) -> None:
         )
     except ModelLoadError as exc:
         _set(dataset_id, stats_status="failed", stats_error=str(exc)[:2000])
+        return
+    except FileNotFoundError:
+        # The dataset was deleted while this task waited in the queue.
+        _set(dataset_id, stats_status="failed", stats_error="the dataset's files are gone")
         return
     except Exception as exc:
         logger.exception("statistics failed for dataset %s", dataset_id)

@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.errors import InvalidInput
 from app.schemas.projects import ProjectCreate, ProjectUpdate
 from app.services import datasets as dataset_service
+from app.services import jobs as job_service
 from app.services import model_choices
 from app.services import projects as service
 from app.web.deps import (
@@ -103,6 +104,8 @@ def project_page(
         project=project,
         model=model_choices.find_choice(session, user, project.base_model, settings.data_dir),
         datasets=dataset_service.list_datasets(session, project),
+        jobs=job_service.list_jobs(session, project),
+        versions=job_service.list_versions(session, project),
         chat_templates=service.CHAT_TEMPLATES,
         errors={},
     )

@@ -1,0 +1,68 @@
+"""Training job request/response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class JobCreate(BaseModel):
+    dataset_id: int
+    config: dict[str, Any] = {}
+    preset: str | None = None
+
+
+class JobClone(BaseModel):
+    config: dict[str, Any] = {}
+    dataset_id: int | None = None
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    dataset_id: int | None
+    dataset_name: str
+    dataset_sha256: str
+    base_model: str
+    config: dict[str, Any]
+    status: str
+    stop_requested: str | None
+    error_code: str | None
+    error: str | None
+    step: int
+    total_steps: int
+    epoch: float
+    result: dict[str, Any] | None
+    cloned_from_id: int | None
+    queue_position: int | None = None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class VersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    job_id: int | None
+    version: int
+    name: str
+    adapter_path: str
+    base_model: str
+    config: dict[str, Any]
+    dataset_sha256: str
+    dataset_name: str
+    libraries: dict[str, Any]
+    metrics: dict[str, Any]
+    stopped_early: bool
+    created_at: datetime

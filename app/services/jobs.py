@@ -1,0 +1,174 @@
+"""Training jobs: create from the LoRA form or the API, control (stop, cancel, resume, clone),
+list, and read their metric history. Status changes go through `job_states`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.models import (
+    Dataset,
+    JobStatus,
+    MetricPoint,
+    ModelVersion,
+    Project,
+    TrainingJob,
+    User,
+)
+from app.queue import TaskName, enqueue
+from app.redis_client import get_redis
+from app.redis_keys import job_stop_key
+from app.schemas.training import TrainingConfig
+from app.services import job_states
+
+logger = logging.getLogger(__name__)
+
+
+def parse_config(raw: dict[str, Any]) -> TrainingConfig:
+    """Validate a config, turning pydantic's errors into field errors users can act on."""
+    try:
+        return TrainingConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "config"
+            errors.append(FieldError(field, "errors.config_field", {"detail": err["msg"]}))
+        raise InvalidInput(errors) from exc
+
+
+def get_job(session: Session, owner: User, job_id: int) -> TrainingJob:
+    job = session.scalar(
+        select(TrainingJob)
+        .join(Project, Project.id == TrainingJob.project_id)
+        .where(TrainingJob.id == job_id, Project.owner_id == owner.id)
+    )
+    if job is None:
+        raise NotFound("errors.job_not_found", id=job_id)
+    return job
+
+
+def list_jobs(session: Session, project: Project) -> list[TrainingJob]:
+    query = select(TrainingJob).where(TrainingJob.project_id == project.id)
+    return list(session.scalars(query.order_by(TrainingJob.id.desc())))
+
+
+def queue_position(session: Session, job: TrainingJob) -> int | None:
+    """1 for the next job to start; None when the job is not waiting."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    ahead = session.scalar(
+        select(func.count(TrainingJob.id)).where(
+            TrainingJob.status == JobStatus.QUEUED, TrainingJob.id < job.id
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+def _dataset_of(session: Session, project: Project, dataset_id: int | None) -> Dataset:
+    dataset = session.get(Dataset, dataset_id) if dataset_id is not None else None
+    if dataset is None or dataset.project_id != project.id:
+        raise InvalidInput([FieldError("dataset_id", "errors.pick_dataset")])
+    return dataset
+
+
+def _enqueue(session: Session, job: TrainingJob) -> None:
+    try:
+        job.task_id = enqueue(TaskName.TRAIN, job.id)
+        session.commit()
+    except Exception as exc:  # Redis down: the job must not sit in "queued" forever
+        logger.warning("could not queue job %s: %s", job.id, exc)
+        job_states.fail_job(
+            session, job.id, "queue_unavailable", "The job queue (Redis) is not reachable."
+        )
+        session.refresh(job)
+
+
+def create_job(
+    session: Session,
+    project: Project,
+    dataset_id: int | None,
+    raw_config: dict[str, Any],
+    cloned_from: TrainingJob | None = None,
+) -> TrainingJob:
+    config = parse_config(raw_config)
+    dataset = _dataset_of(session, project, dataset_id)
+    train_rows = math.floor(dataset.row_count * (100 - config.val_percent) / 100)
+    if train_rows < 1:
+        raise InvalidInput([FieldError("val_percent", "errors.no_training_rows")])
+    job = TrainingJob(
+        project_id=project.id,
+        dataset_id=dataset.id,
+        dataset_sha256=dataset.sha256,
+        dataset_name=dataset.name,
+        base_model=project.base_model,
+        config=config.model_dump(mode="json"),
+        status=JobStatus.QUEUED,
+        total_steps=estimate_steps(config, dataset.row_count),
+        cloned_from_id=cloned_from.id if cloned_from else None,
+    )
+    session.add(job)
+    session.commit()
+    _enqueue(session, job)
+    return job
+
+
+def estimate_steps(config: TrainingConfig, rows: int) -> int:
+    """Optimizer steps the run will take (the worker reports the exact figure when it starts)."""
+    train_rows = max(1, math.floor(rows * (100 - config.val_percent) / 100))
+    per_epoch = max(
+        1, math.ceil(math.ceil(train_rows / config.batch_size) / config.gradient_accumulation)
+    )
+    return max(1, math.ceil(per_epoch * config.epochs))
+
+
+def request_stop(session: Session, job: TrainingJob, mode: str) -> TrainingJob:
+    """mode "stop": end now and keep the adapter as it stands; "cancel": end, keep checkpoints."""
+    if job.status == JobStatus.QUEUED and mode == "cancel":
+        job_states.cancel_job(session, job.id)
+    elif job.status == JobStatus.RUNNING:
+        job.stop_requested = mode
+        session.commit()
+        get_redis().set(job_stop_key(job.id), mode, ex=7 * 24 * 3600)
+    else:
+        raise Conflict("errors.job_not_stoppable", status=job.status)
+    session.refresh(job)
+    return job
+
+
+def resume_job(session: Session, job: TrainingJob) -> TrainingJob:
+    if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
+        raise Conflict("errors.job_not_resumable", status=job.status)
+    get_redis().delete(job_stop_key(job.id))
+    job_states.requeue_job(session, job.id)
+    session.refresh(job)
+    _enqueue(session, job)
+    return job
+
+
+def clone_job(
+    session: Session,
+    job: TrainingJob,
+    overrides: dict[str, Any],
+    dataset_id: int | None = None,
+) -> TrainingJob:
+    """The retrain loop: same project, the old config with the user's changes."""
+    config = {**job.config, **overrides}
+    return create_job(session, job.project, dataset_id or job.dataset_id, config, cloned_from=job)
+
+
+def metric_history(session: Session, job_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(MetricPoint).where(MetricPoint.job_id == job_id).order_by(MetricPoint.step)
+    )
+    return [row.data for row in rows]
+
+
+def list_versions(session: Session, project: Project) -> list[ModelVersion]:
+    query = select(ModelVersion).where(ModelVersion.project_id == project.id)
+    return list(session.scalars(query.order_by(ModelVersion.version.desc())))

@@ -1,0 +1,130 @@
+"""JSON API for training jobs: create, read, metrics, live events (SSE), stop/cancel/resume/clone,
+and the model versions they produce."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from app import events
+from app.models import JobStatus, ModelVersion, TrainingJob
+from app.redis_keys import job_stream_key
+from app.schemas.jobs import JobClone, JobCreate, JobPublic, JobsPublic, VersionPublic
+from app.schemas.training import PRESETS
+from app.services import jobs as service
+from app.web.deps import CurrentUser, ProjectDep, SessionDep
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+KEEPALIVE_EVERY = 15  # idle seconds between SSE comments, so proxies keep the stream open
+
+
+def job_public(session: SessionDep, job: TrainingJob) -> JobPublic:
+    public = JobPublic.model_validate(job)
+    public.queue_position = service.queue_position(session, job)
+    return public
+
+
+def version_public(version: ModelVersion, slug: str) -> VersionPublic:
+    return VersionPublic.model_validate({**version.__dict__, "name": f"{slug}:v{version.version}"})
+
+
+@router.post("/projects/{project_id}/jobs", status_code=201, response_model=JobPublic)
+def create_job(body: JobCreate, project: ProjectDep, session: SessionDep) -> JobPublic:
+    config = {**PRESETS.get(body.preset or "", {}), **body.config}
+    return job_public(session, service.create_job(session, project, body.dataset_id, config))
+
+
+@router.get("/projects/{project_id}/jobs", response_model=JobsPublic)
+def list_jobs(project: ProjectDep, session: SessionDep) -> JobsPublic:
+    items = [job_public(session, j) for j in service.list_jobs(session, project)]
+    return JobsPublic(data=items, count=len(items))
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic)
+def get_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+    return job_public(session, service.get_job(session, user, job_id))
+
+
+@router.get("/jobs/{job_id}/metrics")
+def job_metrics(job_id: int, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    job = service.get_job(session, user, job_id)
+    return {"job_id": job.id, "data": service.metric_history(session, job.id)}
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+    job = service.request_stop(session, service.get_job(session, user, job_id), "cancel")
+    return job_public(session, job)
+
+
+@router.post("/jobs/{job_id}/stop", response_model=JobPublic)
+def stop_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+    """Stop now and keep the adapter as it stands (registered as a version)."""
+    job = service.request_stop(session, service.get_job(session, user, job_id), "stop")
+    return job_public(session, job)
+
+
+@router.post("/jobs/{job_id}/resume", response_model=JobPublic)
+def resume_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+    return job_public(session, service.resume_job(session, service.get_job(session, user, job_id)))
+
+
+@router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobPublic)
+def clone_job(job_id: int, body: JobClone, session: SessionDep, user: CurrentUser) -> JobPublic:
+    job = service.get_job(session, user, job_id)
+    return job_public(session, service.clone_job(session, job, body.config, body.dataset_id))
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(
+    job_id: int,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-sent events: `metric`, `log`, `status`, `start`. Replays the whole stream for a new
+    viewer (or from Last-Event-ID on reconnect), then follows it; ends after a final status."""
+    job = service.get_job(session, user, job_id)  # scope check before anything streams
+    finished = job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+    session.close()
+
+    async def stream() -> AsyncIterator[str]:
+        client = events.async_client()
+        idle = 0
+        try:
+            yield "retry: 2000\n\n"
+            async for item in events.follow(client, job_stream_key(job_id), last_event_id or "0"):
+                if await request.is_disconnected():
+                    return
+                if item is None:
+                    idle += 1
+                    if finished:
+                        yield events.sse_frame(None, "done", {})
+                        return
+                    if idle % KEEPALIVE_EVERY == 0:
+                        yield ": keep-alive\n\n"
+                    continue
+                idle = 0
+                event_id, kind, data = item
+                yield events.sse_frame(event_id, kind, data)
+                if kind == "status" and data.get("status") in ("succeeded", "failed", "cancelled"):
+                    yield events.sse_frame(None, "done", {})
+                    return
+        finally:
+            await client.aclose()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/projects/{project_id}/versions")
+def list_versions(project: ProjectDep, session: SessionDep) -> dict[str, Any]:
+    data = [version_public(v, project.slug) for v in service.list_versions(session, project)]
+    return {"data": data, "count": len(data)}

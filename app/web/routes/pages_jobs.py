@@ -1,0 +1,227 @@
+"""Browser pages for training: the LoRA form (with estimates), the live job page, job control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
+
+from app.errors import AppError, InvalidInput
+from app.models import Dataset, Project, TrainingJob, User
+from app.schemas.training import PRESETS, Method, Precision, Scheduler, TrainingConfig
+from app.services import datasets as dataset_service
+from app.services import estimates, model_choices
+from app.services import jobs as service
+from app.services.health import alive_workers
+from app.web.deps import CurrentUser, IsHtmx, ProjectDep, SessionDep, SettingsDep, TranslatorDep
+from app.web.errors import field_details
+from app.web.routes.pages_projects import redirect
+from app.web.templating import render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+# Linear layers of the Llama / Qwen / Mistral / Gemma families, offered as checkboxes.
+COMMON_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+BOOLEAN_FIELDS = ("use_dora", "use_rslora", "gradient_checkpointing")
+
+
+def train_device() -> str:
+    try:
+        workers = [w for w in alive_workers() if "train" in w.get("queues", [])]
+    except Exception:
+        return "cpu"
+    return "cuda" if any(w.get("accelerator") == "cuda" for w in workers) else "cpu"
+
+
+def config_from_form(form: dict[str, Any], targets: list[str]) -> dict[str, Any]:
+    """Form strings → a config dict for TrainingConfig (which does the validation)."""
+    fields = TrainingConfig.model_fields
+    config: dict[str, Any] = {}
+    for name in fields:
+        if name in BOOLEAN_FIELDS:
+            config[name] = form.get(name) in ("on", "true", "1")
+        elif name == "target_modules":
+            config[name] = targets or None
+        elif name == "chat_template":
+            continue  # the project's setting applies
+        elif form.get(name) not in (None, ""):
+            config[name] = form[name]
+    return config
+
+
+def form_context(
+    session: SessionDep, user: User, project: Project, settings: SettingsDep, values: dict[str, Any]
+) -> dict[str, Any]:
+    datasets = dataset_service.list_datasets(session, project)
+    device = train_device()
+    return {
+        "project": project,
+        "datasets": datasets,
+        "values": values,
+        "presets": PRESETS,
+        "methods": list(Method),
+        "schedulers": list(Scheduler),
+        "precisions": list(Precision),
+        "targets": COMMON_TARGETS,
+        "device": device,
+        "qlora_available": device == "cuda",
+    }
+
+
+def default_values(project: Project, datasets: list[Dataset], base: dict[str, Any] | None) -> dict:
+    values = TrainingConfig().model_dump(mode="json")
+    values.update(PRESETS["quick"])
+    if datasets:
+        values["dataset_id"] = datasets[0].id
+        values["val_percent"] = datasets[0].val_percent
+    values["max_length"] = min(values["max_length"], project.max_length)
+    values.update(base or {})
+    return values
+
+
+def job_form(
+    request: Request,
+    session: SessionDep,
+    user: User,
+    project: Project,
+    settings: SettingsDep,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    context = form_context(session, user, project, settings, values)
+    return render(
+        request, "partials/job_form.html", status_code=status_code, errors=errors or {}, **context
+    )
+
+
+@router.get("/projects/{project_id}/runs/new")
+def new_run_page(
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    _t: TranslatorDep,
+    preset: str = "quick",
+    clone: int | None = None,
+) -> HTMLResponse:
+    datasets = dataset_service.list_datasets(session, project)
+    base: dict[str, Any] = dict(PRESETS.get(preset, {}))
+    if clone is not None:
+        source = service.get_job(session, user, clone)
+        base = {**source.config, "dataset_id": source.dataset_id, "cloned_from": source.id}
+    values = default_values(project, datasets, base)
+    values["preset"] = preset if clone is None else ""
+    context = form_context(session, user, project, settings, values)
+    return render(request, "pages/new_run.html", errors={}, **context)
+
+
+@router.post("/projects/{project_id}/jobs")
+async def create_job(
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    t: TranslatorDep,
+    htmx: IsHtmx,
+) -> Response:
+    form = await request.form()
+    values = {k: v for k, v in form.items() if k != "target_modules"}
+    targets = [str(v) for v in form.getlist("target_modules")]
+    dataset_id = int(values["dataset_id"]) if str(values.get("dataset_id", "")).isdigit() else None
+    cloned_from = values.get("cloned_from")
+    try:
+        config = config_from_form(values, targets)
+        if cloned_from and str(cloned_from).isdigit():
+            source = service.get_job(session, user, int(cloned_from))
+            job = service.clone_job(session, source, config, dataset_id)
+        else:
+            job = service.create_job(session, project, dataset_id, config)
+    except InvalidInput as exc:
+        errors = {d["field"]: d["message"] for d in field_details(exc.errors, t)}
+        values["target_modules"] = targets
+        return job_form(request, session, user, project, settings, values, errors, 422)
+    return redirect(f"/jobs/{job.id}", htmx)
+
+
+@router.post("/projects/{project_id}/jobs/estimate")
+async def estimate(
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    _t: TranslatorDep,
+) -> HTMLResponse:
+    form = await request.form()
+    values = {k: v for k, v in form.items() if k != "target_modules"}
+    result = None
+    error = None
+    try:
+        config = service.parse_config(config_from_form(values, []))
+        dataset = session.get(Dataset, int(str(values.get("dataset_id", "0")) or 0))
+        if dataset is not None and dataset.project_id == project.id:
+            choice = model_choices.find_choice(session, user, project.base_model, settings.data_dir)
+            params = choice.parameter_count if choice else None
+            result = estimates.estimate(config, dataset, params, train_device())
+    except AppError as exc:
+        error = exc
+    return render(request, "partials/job_estimate.html", estimate=result, error=error)
+
+
+def job_context(session: SessionDep, job: TrainingJob) -> dict[str, Any]:
+    return {
+        "job": job,
+        "position": service.queue_position(session, job),
+        "points": service.metric_history(session, job.id),
+    }
+
+
+@router.get("/jobs/{job_id}")
+def job_page(
+    job_id: int,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    _t: TranslatorDep,
+) -> HTMLResponse:
+    job = service.get_job(session, user, job_id)
+    log_path = settings.paths.run(job.id) / "train.log"
+    log_tail = log_path.read_text(encoding="utf-8").splitlines()[-200:] if log_path.exists() else []
+    return render(request, "pages/job.html", log_tail=log_tail, **job_context(session, job))
+
+
+@router.get("/jobs/{job_id}/status")
+def job_status(
+    job_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+) -> HTMLResponse:
+    job = service.get_job(session, user, job_id)
+    return render(request, "partials/job_status.html", **job_context(session, job))
+
+
+@router.post("/jobs/{job_id}/{action}")
+def job_action(
+    job_id: int,
+    action: str,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    t: TranslatorDep,
+) -> HTMLResponse:
+    job = service.get_job(session, user, job_id)
+    error = None
+    try:
+        if action in ("cancel", "stop"):
+            service.request_stop(session, job, action)
+        elif action == "resume":
+            service.resume_job(session, job)
+        else:
+            raise AppError("errors.unknown_action", action=action)
+    except AppError as exc:
+        error = t(exc.key, **exc.params)
+    session.refresh(job)
+    return render(request, "partials/job_status.html", error=error, **job_context(session, job))

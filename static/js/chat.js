@@ -1,0 +1,38 @@
+// Chat: each streaming answer opens its own EventSource and appends tokens as text (never as
+// HTML); when the answer is done the server's Markdown rendering replaces it. Enter sends,
+// Shift+Enter starts a new line. Stop cancels the generation on the worker.
+(function () {
+  function follow(el) {
+    if (el.dataset.following) return;
+    el.dataset.following = "1";
+    const box = el.querySelector(".content");
+    const status = el.querySelector(".status-text");
+    const source = new EventSource(el.dataset.stream);
+    const finish = () => {
+      source.close();
+      if (window.htmx) htmx.ajax("GET", el.dataset.final, { target: el, swap: "outerHTML" });
+    };
+    source.addEventListener("status", (e) => {
+      const state = JSON.parse(e.data).state;
+      if (status) status.textContent = status.dataset[state] || state;
+    });
+    source.addEventListener("token", (e) => {
+      box.textContent += JSON.parse(e.data).text;
+      if (status) status.textContent = "";
+      el.scrollIntoView({ block: "end" });
+    });
+    source.addEventListener("done", finish);
+    source.addEventListener("error", (e) => { if (e.data) finish(); });
+    const stop = el.querySelector(".stop-button");
+    if (stop) stop.addEventListener("click", () => { fetch(el.dataset.cancel, { method: "POST" }); stop.disabled = true; });
+  }
+  function scan() { document.querySelectorAll("[data-stream]").forEach(follow); }
+  document.addEventListener("DOMContentLoaded", scan);
+  document.addEventListener("htmx:afterSettle", scan);
+  document.addEventListener("keydown", (e) => {
+    if (e.target.id === "chat-text" && e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      htmx.trigger(document.getElementById("chat-form"), "submit");
+    }
+  });
+})();

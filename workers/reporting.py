@@ -1,0 +1,148 @@
+"""The worker's side of a training job's live view: events to the job's Redis stream, metric
+history to the database in batches, a log file, heartbeats, and the stop flag.
+
+train() only sees the Reporter protocol and a should_stop callable (workers.training.reporter);
+this module binds them to Redis and the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete
+
+from app import events
+from app.db import session_scope
+from app.models import MetricPoint, TrainingJob
+from app.redis_client import get_redis
+from app.redis_keys import job_stop_key
+from app.services import job_states
+
+logger = logging.getLogger(__name__)
+
+FLUSH_EVERY_EVENTS = 10
+FLUSH_EVERY_S = 2.0
+
+
+class BusReporter:
+    """Reporter for a Celery-run job. Never raises: a Redis hiccup must not kill a training run."""
+
+    def __init__(self, job_id: int, log_path: Path) -> None:
+        self.job_id = job_id
+        self.log_path = log_path
+        self.redis = get_redis()
+        self._pending: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+
+    def _publish(self, kind: str, data: dict[str, Any]) -> None:
+        try:
+            events.publish(self.redis, self.job_id, kind, data)
+        except Exception:
+            logger.warning("could not publish a %s event for job %s", kind, self.job_id)
+
+    def start(self, total_steps: int, info: dict[str, Any]) -> None:
+        resumed = int(info.get("resumed_from_step") or 0)
+        with session_scope() as session:
+            # Points after the checkpoint we resume from belong to the lost session: drop them so
+            # the curve continues from the checkpoint instead of doubling back.
+            session.execute(
+                delete(MetricPoint).where(
+                    MetricPoint.job_id == self.job_id, MetricPoint.step > resumed
+                )
+            )
+            job = session.get(TrainingJob, self.job_id)
+            if job is not None:
+                job.total_steps = total_steps
+        self._publish("start", {"total_steps": total_steps, "info": info})
+        self.log(f"training {total_steps} steps: {json.dumps(info, default=str)}")
+
+    def metrics(self, event: dict[str, Any]) -> None:
+        self._publish("metric", event)
+        self._pending.append(event)
+        due = time.monotonic() - self._last_flush >= FLUSH_EVERY_S
+        if len(self._pending) >= FLUSH_EVERY_EVENTS or due:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        points, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        try:
+            with session_scope() as session:
+                steps = [p["step"] for p in points]
+                session.execute(
+                    delete(MetricPoint).where(
+                        MetricPoint.job_id == self.job_id, MetricPoint.step.in_(steps)
+                    )
+                )
+                session.add_all(
+                    MetricPoint(job_id=self.job_id, step=p["step"], data=p) for p in points
+                )
+                job = session.get(TrainingJob, self.job_id)
+                if job is not None:
+                    job.step, job.epoch = points[-1]["step"], float(points[-1]["epoch"])
+        except Exception:
+            logger.exception(
+                "could not store metrics of job %s; keeping them for later", self.job_id
+            )
+            self._pending = points + self._pending
+
+    def log(self, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError:
+            logger.warning("could not write the log of job %s", self.job_id)
+        self._publish("log", {"line": line})
+
+    def end(self, result: Any) -> None:
+        self.flush()
+
+
+class RedisStopFlag:
+    """should_stop() for train(): reads the stop key the web sets ("stop" or "cancel")."""
+
+    def __init__(self, job_id: int) -> None:
+        self.key = job_stop_key(job_id)
+        self.redis = get_redis()
+
+    def __call__(self) -> str | None:
+        try:
+            value = self.redis.get(self.key)
+        except Exception:  # keep training through a Redis blip; the next step asks again
+            return None
+        return value if value in ("stop", "cancel") else None
+
+
+class JobHeartbeat:
+    """Refreshes the job's heartbeat_at while it runs; the web fails jobs whose beat stops."""
+
+    def __init__(self, job_id: int, interval_s: float) -> None:
+        self.job_id = job_id
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-heartbeat", daemon=True)
+
+    def __enter__(self) -> JobHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                with session_scope() as session:
+                    job_states.heartbeat(session, self.job_id)
+            except Exception:
+                logger.warning("job %s heartbeat failed", self.job_id, exc_info=True)

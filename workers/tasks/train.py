@@ -1,0 +1,128 @@
+"""`train` queue: run one training job. Thin: claim the row, call workers.training.train, record
+the outcome (a new model version, or the reason it failed). Never retried automatically."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from sqlalchemy import func, select
+
+from app.config import get_settings
+from app.db import session_scope
+from app.models import ModelVersion, TrainingJob
+from app.queue import TaskName
+from app.redis_client import get_redis
+from app.redis_keys import job_stop_key
+from app.schemas.training import TrainingConfig
+from app.services import job_states
+from app.services.model_choices import loader_source
+from workers.celery_app import celery_app
+from workers.ml.errors import ModelLoadError
+from workers.reporting import BusReporter, JobHeartbeat, RedisStopFlag
+from workers.training.checkpoint import checkpoint_dirs
+from workers.training.errors import TrainingError
+from workers.training.loop import train
+from workers.training.result import TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+def _register_version(job_id: int, result: TrainResult) -> int:
+    """The finished adapter becomes the project's next version, with everything to rerun it."""
+    with session_scope() as session:
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        latest = session.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.project_id == job.project_id)
+        )
+        version = ModelVersion(
+            project_id=job.project_id,
+            job_id=job.id,
+            version=int(latest or 0) + 1,
+            adapter_path=str(result.adapter_path),
+            base_model=job.base_model,
+            config=job.config,
+            dataset_sha256=job.dataset_sha256,
+            dataset_name=job.dataset_name,
+            libraries=result.versions,
+            metrics={
+                "train_loss": result.train_loss,
+                "last_train_loss": result.last_train_loss,
+                "eval_loss": result.eval_loss,
+                "steps": result.steps,
+                "epochs": result.epochs,
+                "tokens_seen": result.tokens_seen,
+                "elapsed_s": result.elapsed_s,
+            },
+            stopped_early=result.status == "stopped",
+        )
+        session.add(version)
+        session.flush()
+        return version.version
+
+
+@celery_app.task(name=TaskName.TRAIN, bind=True, acks_late=True, max_retries=0)
+def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
+    settings = get_settings()
+    with session_scope() as session:
+        if not job_states.claim_job(session, job_id, worker=str(self.request.hostname)):
+            logger.info("job %s is not queued (redelivered or cancelled); skipping", job_id)
+            return None
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        config = TrainingConfig.model_validate(job.config)
+        base_model, dataset_id = job.base_model, job.dataset_id
+
+    run_dir = settings.paths.run(job_id)
+    checkpoints = checkpoint_dirs(run_dir)
+    resume_from = checkpoints[-1] if checkpoints else None
+    reporter = BusReporter(job_id, run_dir / "train.log")
+    get_redis().delete(job_stop_key(job_id))
+    data_path = settings.paths.dataset(dataset_id) / "normalized.jsonl" if dataset_id else None
+
+    try:
+        if data_path is None or not data_path.exists():
+            raise TrainingError("The job's dataset was deleted; clone the job with another one.")
+        with JobHeartbeat(job_id, settings.job_heartbeat_s):
+            result = train(
+                config,
+                loader_source(base_model),
+                settings.data_dir,
+                data_path,
+                run_dir,
+                reporter,
+                RedisStopFlag(job_id),
+                resume_from=resume_from,
+            )
+    except (TrainingError, ModelLoadError, ValueError) as exc:
+        # Errors with a message written for users (OOM advice, empty dataset, QLoRA on CPU...).
+        code = type(exc).__name__
+        reporter.log(f"failed: {exc}")
+        reporter.flush()
+        with session_scope() as session:
+            job_states.fail_job(session, job_id, code, str(exc))
+        return None
+    except BaseException as exc:
+        logger.exception("job %s crashed", job_id)
+        reporter.log(f"crashed: {type(exc).__name__}: {exc}")
+        reporter.flush()
+        with session_scope() as session:
+            job_states.fail_job(session, job_id, "crash", f"{type(exc).__name__}: {exc}")
+        raise
+
+    summary = result.as_dict()
+    with session_scope() as session:
+        job = session.get(TrainingJob, job_id)
+        if job is not None and result.checkpoint_path:
+            job.checkpoint_path = str(result.checkpoint_path)
+    if result.status == "cancelled":
+        with session_scope() as session:
+            job_states.cancel_job(session, job_id, result=summary)
+        return summary
+    summary["version"] = _register_version(job_id, result)
+    with session_scope() as session:
+        job_states.finish_job(session, job_id, summary)
+    reporter.log(f"finished: version v{summary['version']}")
+    return summary

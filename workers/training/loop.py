@@ -1,0 +1,262 @@
+"""train(): one LoRA fine-tuning run, from a base model and a JSONL file to a PEFT adapter.
+
+A plain PyTorch loop rather than transformers' Trainer: the loss is computed on trainable
+positions only (loss.py), batches are length-grouped (data.py), and checkpoints, stopping and
+metrics follow Tunelab's own contract (reporter.py). Read top to bottom: load, data, build the
+LoRA model, optimizer, resume, loop, save.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.schemas.training import Method, TrainingConfig
+from workers.ml.device import pick_device
+from workers.ml.loading import load_model, resolve_source
+from workers.training.build import (
+    build_optimizer,
+    build_peft_model,
+    build_scheduler,
+    steps_per_epoch,
+    total_steps,
+)
+from workers.training.checkpoint import RunState, checkpoint_dirs, load_checkpoint, save_checkpoint
+from workers.training.data import (
+    LengthGroupedBatches,
+    collate,
+    eval_batches,
+    load_datasets,
+    padding_fraction,
+)
+from workers.training.errors import out_of_memory_as_training_error
+from workers.training.loss import full_logits_loss_sum, masked_loss_sum, reference_loss_matches
+from workers.training.precision import (
+    check_method,
+    keep_half_inputs,
+    load_quantized,
+    plan_precision,
+)
+from workers.training.reporter import Reporter, ShouldStop
+from workers.training.result import TrainResult, peak_accelerator_bytes, peak_rss_bytes, versions
+from workers.training.step import autocast, evaluate, iterate_windows, run_window
+
+# Smoothing of the reported training loss: each step counts 10%, so the EMA averages over
+# roughly the last 10 steps, enough to see a trend through batch-to-batch noise.
+EMA_BETA = 0.9
+
+
+def train(
+    config: TrainingConfig,
+    base_model: str,
+    data_dir: Path,
+    train_path: Path,
+    out_dir: Path,
+    reporter: Reporter,
+    should_stop: ShouldStop,
+    *,
+    val_path: Path | None = None,
+    resume_from: Path | None = None,
+    device: str | torch.device | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter on `train_path` (normalized `{"messages": [...]}` JSONL).
+
+    base_model: a built-in id, local folder or hub id (workers.ml.loading); data_dir: where the
+    model cache lives. Writes out_dir/adapter (PEFT format) unless cancelled, and checkpoints
+    under out_dir/checkpoints. Raises EmptyDataset before training when no example is usable,
+    TrainingOOM with advice when memory runs out, ValueError for settings this device cannot run.
+    """
+    session_start = time.perf_counter()
+    out_dir = Path(out_dir)
+
+    # --- device and precision: fail fast on what this machine cannot do ---
+    target = pick_device(device)
+    check_method(config, target)
+    plan = plan_precision(config, target)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    # --- load the base model and its tokenizer ---
+    if config.method is Method.QLORA:
+        model, tokenizer = load_quantized(resolve_source(base_model, data_dir).folder, target, plan)
+    else:
+        loaded = load_model(base_model, data_dir=data_dir, device=target, dtype=plan.weight_dtype)
+        model, tokenizer = loaded.model, loaded.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # --- data: tokenize, split, plan length-grouped batches ---
+    train_set, val_set, data_stats = load_datasets(
+        tokenizer,
+        Path(train_path),
+        Path(val_path) if val_path is not None else None,
+        max_length=config.max_length,
+        val_percent=config.val_percent,
+        seed=config.seed,
+        template=config.chat_template,
+    )
+    lengths = [len(e) for e in train_set]
+    sampler = LengthGroupedBatches(lengths, config.batch_size, config.seed)
+    val_plan = eval_batches(val_set, config.batch_size)
+    per_epoch = steps_per_epoch(len(sampler), config.gradient_accumulation)
+    n_steps = total_steps(config, per_epoch)
+
+    # --- build the LoRA model (seeded, so the same config gives the same initial adapter) ---
+    torch.manual_seed(config.seed)
+    peft_model = build_peft_model(model, config)
+    causal_lm = peft_model.get_base_model()  # the *ForCausalLM with LoRA layers injected
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    if plan.autocast_dtype is not None:
+        keep_half_inputs(peft_model)
+    # The selective loss must agree with the model's own; unknown output heads fall back.
+    probe = collate([min(train_set, key=len)], pad_id)
+    with autocast(target, plan):
+        selective = reference_loss_matches(causal_lm, {k: v.to(target) for k, v in probe.items()})
+    loss_fn = masked_loss_sum if selective else full_logits_loss_sum
+
+    # --- optimizer, schedule, and the state to resume ---
+    optimizer = build_optimizer(params, config)
+    scheduler = build_scheduler(optimizer, config, n_steps)
+    scaler = torch.amp.GradScaler(target.type) if plan.grad_scaler else None
+    state = RunState(config=config.model_dump(mode="json"))
+    if resume_from is not None:
+        state = load_checkpoint(Path(resume_from), peft_model, optimizer, scheduler, scaler)
+        if state.config != config.model_dump(mode="json"):
+            reporter.log("resuming with a configuration that differs from the checkpoint's")
+    prior_elapsed, resumed_from = state.elapsed_s, state.step
+
+    info: dict[str, Any] = {
+        "base_model": base_model,
+        "device": str(target),
+        "precision": plan.name,
+        "method": config.method.value,
+        "train_examples": len(train_set),
+        "val_examples": len(val_set),
+        "data": data_stats,
+        "padding_fraction": round(padding_fraction(sampler.epoch(0), lengths), 4),
+        "trainable_params": sum(p.numel() for p in params),
+        "total_params": sum(p.numel() for p in peft_model.parameters()),
+        "steps_per_epoch": per_epoch,
+        "loss": "selective" if selective else "full_logits",
+        "resumed_from_step": resumed_from,
+        "threads": torch.get_num_threads(),
+    }
+    reporter.start(n_steps, info)
+    if not selective:
+        reporter.log("this model's output head is not recognised: using the full-logits loss")
+
+    # --- the loop: one optimizer step per accumulation window ---
+    status, step_times = "completed", []
+    last_checkpoint: Path | None = None
+    causal_lm.train()
+    with out_of_memory_as_training_error(
+        config.batch_size, config.max_length, config.gradient_checkpointing, str(target)
+    ):
+        windows = iterate_windows(sampler, config.gradient_accumulation, state.epoch, state.window)
+        for epoch, index, n_windows, window in windows:
+            if state.step >= n_steps:
+                break
+            began = time.perf_counter()
+            outcome = run_window(
+                causal_lm,
+                loss_fn,
+                train_set,
+                window,
+                pad_id=pad_id,
+                device=target,
+                plan=plan,
+                params=params,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                max_grad_norm=config.max_grad_norm,
+            )
+            step_times.append(time.perf_counter() - began)
+            state.step += 1
+            state.tokens_seen += outcome.tokens
+            state.last_loss = outcome.loss
+            state.loss_ema = _ema(state.loss_ema, outcome.loss)
+            epoch_end = index + 1 == n_windows
+            state.epoch, state.window = (epoch + 1, 0) if epoch_end else (epoch, index + 1)
+            last = state.step == n_steps
+
+            every = config.eval_every_steps
+            eval_due = (state.step % every == 0) if every else epoch_end
+            eval_loss = None
+            if eval_due or last:
+                eval_loss = evaluate(
+                    causal_lm, loss_fn, val_set, val_plan, pad_id=pad_id, device=target, plan=plan
+                )
+                state.eval_loss = eval_loss if eval_loss is not None else state.eval_loss
+            state.elapsed_s = prior_elapsed + time.perf_counter() - session_start
+            reporter.metrics(
+                {
+                    "step": state.step,
+                    "total_steps": n_steps,
+                    "epoch": round(state.step / per_epoch, 4),
+                    "loss": outcome.loss,
+                    "eval_loss": eval_loss,
+                    "lr": outcome.lr,
+                    "grad_norm": outcome.grad_norm,
+                    "tokens_per_s": outcome.tokens / step_times[-1],
+                    "elapsed_s": state.elapsed_s,
+                    "eta_s": statistics.fmean(step_times) * (n_steps - state.step),
+                    "tokens_seen": state.tokens_seen,
+                }
+            )
+
+            every = config.checkpoint_every_steps
+            if ((state.step % every == 0) if every else epoch_end) and not last:
+                last_checkpoint = save_checkpoint(
+                    out_dir, peft_model, optimizer, scheduler, state, scaler
+                )
+                reporter.log(f"checkpoint saved: {last_checkpoint}")
+
+            request = should_stop()
+            if request == "cancel":
+                status = "cancelled"
+                break
+            if request == "stop":
+                status = "stopped"
+                if last_checkpoint is None or last_checkpoint.name != f"step-{state.step}":
+                    last_checkpoint = save_checkpoint(
+                        out_dir, peft_model, optimizer, scheduler, state, scaler
+                    )
+                break
+            if request is not None:
+                reporter.log(f"ignored unknown stop request {request!r}")
+
+    # --- save the adapter (PEFT format) unless cancelled ---
+    adapter_path: Path | None = None
+    if status != "cancelled":
+        adapter_path = out_dir / "adapter"
+        peft_model.save_pretrained(adapter_path)
+        reporter.log(f"adapter saved: {adapter_path}")
+    existing = checkpoint_dirs(out_dir)
+    result = TrainResult(
+        status=status,
+        steps=state.step,
+        total_steps=n_steps,
+        epochs=round(state.step / per_epoch, 4),
+        train_loss=state.loss_ema,
+        last_train_loss=state.last_loss,
+        eval_loss=state.eval_loss,
+        tokens_seen=state.tokens_seen,
+        adapter_path=adapter_path,
+        checkpoint_path=existing[-1] if existing else None,
+        elapsed_s=prior_elapsed + time.perf_counter() - session_start,
+        peak_rss_bytes=peak_rss_bytes(),
+        peak_accelerator_bytes=peak_accelerator_bytes(target),
+        versions=versions(),
+        info=info,
+    )
+    reporter.end(result)
+    return result
+
+
+def _ema(previous: float | None, value: float) -> float:
+    return value if previous is None else EMA_BETA * previous + (1 - EMA_BETA) * value

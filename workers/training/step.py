@@ -1,0 +1,124 @@
+"""One optimizer step over an accumulation window, evaluation, and the window schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workers.training.data import Example, LengthGroupedBatches, collate
+from workers.training.precision import PrecisionPlan
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor], torch.dtype], tuple[torch.Tensor, int]]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    loss: float  # mean cross-entropy per trainable token over the whole window
+    grad_norm: float  # total L2 norm of the LoRA gradients before clipping
+    lr: float  # learning rate this step used
+    tokens: int  # non-pad tokens (context + trainable) processed
+
+
+def iterate_windows(
+    sampler: LengthGroupedBatches, accumulation: int, epoch: int, window: int
+) -> Iterator[tuple[int, int, int, list[list[int]]]]:
+    """(epoch, window index, windows in that epoch, batches) forever, from a saved position.
+
+    A window is `accumulation` consecutive batches of the epoch's plan (the last may be short):
+    one optimizer step.
+    """
+    while True:
+        plan = sampler.epoch(epoch)
+        windows = [plan[i : i + accumulation] for i in range(0, len(plan), accumulation)]
+        for index in range(window, len(windows)):
+            yield epoch, index, len(windows), windows[index]
+        epoch, window = epoch + 1, 0
+
+
+def autocast(device: torch.device, plan: PrecisionPlan) -> AbstractContextManager[None]:
+    enabled = plan.autocast_dtype is not None
+    return torch.autocast(device.type, dtype=plan.autocast_dtype, enabled=enabled)
+
+
+def _batch(
+    examples: Sequence[Example], indices: Sequence[int], pad_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    batch = collate([examples[i] for i in indices], pad_id)
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def run_window(
+    model: nn.Module,
+    loss_fn: LossFn,
+    examples: Sequence[Example],
+    window: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    device: torch.device,
+    plan: PrecisionPlan,
+    params: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    max_grad_norm: float,
+) -> StepOutcome:
+    # Each micro-batch's summed loss is divided by the trainable tokens of the WHOLE window, so
+    # the accumulated gradient is that of the mean over every trainable token in the window:
+    # exactly what one big batch would give. Averaging per micro-batch instead would weight a
+    # token in a short batch more than one in a long batch.
+    window_targets = sum(examples[i].n_targets for batch in window for i in batch)
+    tokens = sum(len(examples[i]) for batch in window for i in batch)
+    lr = float(scheduler.get_last_lr()[0])
+    total = 0.0
+    for indices in window:
+        batch = _batch(examples, indices, pad_id, device)
+        with autocast(device, plan):
+            loss_sum, _ = loss_fn(model, batch, plan.compute_dtype)
+        loss = loss_sum / window_targets
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += float(loss.detach())
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    # max_grad_norm 0 means no clipping; the norm is still measured for the metrics.
+    limit = max_grad_norm if max_grad_norm > 0 else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepOutcome(loss=total, grad_norm=grad_norm, lr=lr, tokens=tokens)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    examples: Sequence[Example],
+    batches: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    device: torch.device,
+    plan: PrecisionPlan,
+) -> float | None:
+    """Mean loss per trainable token over the validation set (the training loss's definition)."""
+    if not batches:
+        return None
+    model.eval()  # no LoRA dropout
+    total, count = 0.0, 0
+    try:
+        for indices in batches:
+            batch = _batch(examples, indices, pad_id, device)
+            with autocast(device, plan):
+                loss_sum, n = loss_fn(model, batch, plan.compute_dtype)
+            total, count = total + float(loss_sum), count + n
+    finally:
+        model.train()
+    return total / count if count else None
