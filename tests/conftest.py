@@ -199,3 +199,34 @@ def tiny_tokenizer(tiny_model_dir: Path) -> object:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def live_server(platform_env: dict[str, str]) -> Iterator[str]:
+    """Tunelab served over real HTTP by uvicorn in a thread (browsers, the openai client)."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from app.embedded_redis import free_port
+    from app.main import create_app
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    server.should_exit = True
+    thread.join(10)

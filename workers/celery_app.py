@@ -19,6 +19,7 @@ celery_app.conf.include = [
     "workers.tasks.data",
     "workers.tasks.models",
     "workers.tasks.train",
+    "workers.tasks.infer",
 ]
 
 

@@ -1,0 +1,52 @@
+"""Tunelab's inference engine: pure ML, no Celery, Redis, database or web imports.
+
+    engine = InferenceEngine(data_dir, memory_budget_bytes=2 << 30)
+    engine.register_adapter("smollm2-135m-instruct", "job-42", "/data/adapters/job-42")
+    with Scheduler(engine) as scheduler:
+        handle = scheduler.submit(GenerationRequest("r1", "smollm2-135m-instruct", "job-42",
+                                                    [{"role": "user", "content": "Hi"}]))
+        for event in handle:  # TokenEvent..., then one DoneEvent
+            ...
+
+Requests for different adapters of one base share each forward pass (see lora.py and
+scheduler.py); Llama-family bases run on a lean batched decoder (llama_runner.py).
+"""
+
+from workers.inference.engine import InferenceEngine, LoadedBase
+from workers.inference.errors import (
+    EngineClosed,
+    InferenceError,
+    MemoryBudgetExceeded,
+    PromptTooLong,
+    UnknownAdapter,
+    UnsupportedAdapter,
+)
+from workers.inference.events import DoneEvent, Event, FinishReason, GenerationRequest, TokenEvent
+from workers.inference.hardware import inference_dtype
+from workers.inference.scheduler import (
+    GenerationHandle,
+    GenerationResult,
+    Scheduler,
+    SchedulerStats,
+)
+
+__all__ = [
+    "DoneEvent",
+    "EngineClosed",
+    "Event",
+    "FinishReason",
+    "GenerationHandle",
+    "GenerationRequest",
+    "GenerationResult",
+    "InferenceEngine",
+    "InferenceError",
+    "LoadedBase",
+    "MemoryBudgetExceeded",
+    "PromptTooLong",
+    "Scheduler",
+    "SchedulerStats",
+    "TokenEvent",
+    "UnknownAdapter",
+    "UnsupportedAdapter",
+    "inference_dtype",
+]

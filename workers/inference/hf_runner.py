@@ -1,0 +1,115 @@
+"""Fallback executor for architectures the lean decoder does not know (Gemma 3, Phi, ...).
+
+It runs the transformers forward itself, so any causal LM that loads can be served, with one
+DynamicCache per sequence and LoRA applied through forward hooks on every nn.Linear (the same
+LoraBank math as the lean path). Limitation: a decode step runs one forward per row, because
+merging per-sequence caches of arbitrary cache types (sliding-window, hybrid) into one padded
+batch depends on transformers internals that change between releases. Concurrent requests are
+still interleaved token by token (none waits for another to finish), but throughput is that of
+a single stream. Llama-family models never take this path.
+"""
+
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, ProjectionGroup, apply_lora
+
+
+class HFRunner:
+    """Per-row transformers forwards with hooked LoRA; not thread-safe."""
+
+    def __init__(self, model: nn.Module, *, max_rows: int, max_length: int) -> None:
+        self.model = model
+        self.max_rows, self.max_length = max_rows, max_length
+        weight = model.get_input_embeddings().weight
+        self.dtype, self.device = weight.dtype, weight.device
+        linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        groups = [ProjectionGroup(m.in_features, ((n, m.out_features),)) for n, m in linears]
+        # fp32 LoRA next to bf16 weights on CPU: tiny bf16 matmuls are slow there (lora.py).
+        lora_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
+        self.bank = LoraBank(groups, dtype=lora_dtype, device=self.device)
+        self._entries: LoraPlan | None = None  # the plan of the row being computed
+        for index, (_, module) in enumerate(linears):
+            module.register_forward_hook(self._hook(index))
+        params = inspect.signature(model.forward).parameters
+        # transformers 5 renames past_key_values to cache; accept either spelling.
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._caches: list[DynamicCache] = []
+        self.row_adapters: list[str | None] = []
+        self._plans: dict[str | None, LoraPlan | None] = {}
+
+    def _hook(
+        self, index: int
+    ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            plan = self._entries
+            if plan is None or plan.entries[index] is None:
+                return
+            x = inputs[0].reshape(-1, inputs[0].shape[-1])
+            apply_lora(output.view(-1, output.shape[-1]), x, plan.entries[index])
+
+        return hook
+
+    @property
+    def rows(self) -> int:
+        return len(self._caches)
+
+    def attach(self, adapter: LoraAdapter) -> int:
+        self._plans.clear()
+        return self.bank.add(adapter)
+
+    def detach(self, adapter_id: str) -> None:
+        if adapter_id in self.row_adapters:
+            raise RuntimeError(f"adapter {adapter_id!r} is in use by an active sequence")
+        self.bank.remove(adapter_id)
+        self._plans.clear()
+
+    def _plan(self, adapter_id: str | None) -> LoraPlan | None:
+        if adapter_id not in self._plans:
+            self._plans[adapter_id] = self.bank.plan([adapter_id])
+        return self._plans[adapter_id]
+
+    def _forward(self, ids: list[int], cache: DynamicCache, adapter_id: str | None) -> torch.Tensor:
+        self._entries = self._plan(adapter_id)
+        try:
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.device),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kwarg: cache},
+            )
+        finally:
+            self._entries = None
+        return out.logits[0, -1].float()
+
+    @torch.inference_mode()
+    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        if self.rows >= self.max_rows:
+            raise RuntimeError("no free batch row")
+        if adapter_id is not None and adapter_id not in self.bank:
+            raise RuntimeError(f"adapter {adapter_id!r} is not attached")
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(prompt_ids, cache, adapter_id)
+        self._caches.append(cache)
+        self.row_adapters.append(adapter_id)
+        return logits
+
+    @torch.inference_mode()
+    def decode(self, tokens: list[int]) -> torch.Tensor:
+        if len(tokens) != self.rows:
+            raise ValueError(f"{len(tokens)} tokens for {self.rows} rows")
+        rows = zip(tokens, self._caches, self.row_adapters, strict=True)
+        return torch.stack([self._forward([t], cache, a) for t, cache, a in rows])
+
+    def remove_row(self, row: int) -> None:
+        last = self.rows - 1
+        self._caches[row], self.row_adapters[row] = self._caches[last], self.row_adapters[last]
+        self._caches.pop()
+        self.row_adapters.pop()
+
+    def clear(self) -> None:
+        self._caches, self.row_adapters = [], []

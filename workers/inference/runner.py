@@ -1,0 +1,64 @@
+"""The contract between the scheduler and a model executor, and the choice of executor.
+
+A runner owns one base model's batch: rows 0..rows-1 are active sequences in a fixed order.
+The scheduler mirrors that order exactly (including the swap on remove_row), so row r of every
+logits tensor belongs to the scheduler's r-th active sequence.
+"""
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from workers.inference.lora import LoraAdapter
+
+
+class Runner(Protocol):
+    """What the scheduler needs from a model executor.
+
+    Implementations MUST keep row order stable except for remove_row's documented swap, MUST
+    return float32 logits, and MUST leave their state unchanged when prefill raises. They are
+    NOT thread-safe: one engine loop thread drives a runner.
+    """
+
+    max_rows: int  # most sequences decoded together
+    max_length: int  # positions per sequence (prompt + generated) the runner accepts
+
+    @property
+    def rows(self) -> int:
+        """Number of active sequences."""
+        ...
+
+    def attach(self, adapter: LoraAdapter) -> int:
+        """Make an adapter usable by later prefills; returns the bytes it occupies."""
+        ...
+
+    def detach(self, adapter_id: str) -> None:
+        """Forget an adapter; MUST raise if an active row still uses it."""
+        ...
+
+    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        """Append a sequence as row `rows`; return logits [vocab] for its first new token."""
+        ...
+
+    def decode(self, tokens: list[int]) -> torch.Tensor:
+        """Feed one token per row, all rows in one forward pass; return logits [rows, vocab]."""
+        ...
+
+    def remove_row(self, row: int) -> None:
+        """Drop a row; the last row (if another) takes its index."""
+        ...
+
+    def clear(self) -> None:
+        """Drop every row (after a failed step)."""
+        ...
+
+
+def make_runner(model: nn.Module, *, max_rows: int, max_length: int) -> Runner:
+    """The lean batched decoder when the architecture allows it, else the generic fallback."""
+    from workers.inference.hf_runner import HFRunner
+    from workers.inference.llama_runner import LlamaRunner, unsupported_reason
+
+    if unsupported_reason(model) is None:
+        return LlamaRunner(model, max_rows=max_rows, max_length=max_length)
+    return HFRunner(model, max_rows=max_rows, max_length=max_length)
