@@ -36,6 +36,8 @@ class GenParams(BaseModel):
     repetition_penalty: float = Field(default=1.0, ge=0.5, le=2)
     stop: list[str] = Field(default_factory=list, max_length=4)
     seed: int | None = None
+    # Generate past end-of-sequence (benchmarks that need fixed lengths; vLLM's extension).
+    ignore_eos: bool = False
 
 
 @dataclass

@@ -42,6 +42,7 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     frequency_penalty: float | None = None
     stream_options: dict[str, Any] | None = None
+    ignore_eos: bool = False  # vLLM's extension, sent with extra_body={"ignore_eos": true}
 
 
 def openai_error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
@@ -72,7 +73,7 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
 
 def _params(body: ChatCompletionRequest) -> generation.GenParams:
     stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
-    values: dict[str, Any] = {"stop": stop, "seed": body.seed}
+    values: dict[str, Any] = {"stop": stop, "seed": body.seed, "ignore_eos": body.ignore_eos}
     if body.temperature is not None:
         values["temperature"] = body.temperature
     if body.top_p is not None:
