@@ -166,3 +166,26 @@ def test_close_ends_pending_requests(
     assert done.finish_reason == "cancelled"
     with pytest.raises(Exception, match="closed"):
         scheduler.submit(greedy(base_dir, None, "hi"))
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "gemma3_text"])
+def test_chunked_prefill_matches_and_survives_rows_leaving(
+    make_engine: Callable[..., InferenceEngine], family_dir: Callable[[str], Path], family: str
+) -> None:
+    base = family_dir(family)
+    long_prompt = "Tell me about Paris, its museums, its river and its history. " * 3
+    first = greedy(base, None, long_prompt, max_new_tokens=6, ignore_eos=True)
+    # Another system prompt: the two prompts differ from their first tokens on, so a stale
+    # cache row cannot hold the right keys by chance.
+    second = greedy(
+        base, None, long_prompt, max_new_tokens=12, ignore_eos=True, system_prompt="Be brief."
+    )
+    with Scheduler(make_engine()) as whole:
+        expected = [whole.submit(r).result(timeout=60).token_ids for r in (first, second)]
+    # 5-token chunks: the second prompt is still being prefilled when the first request ends
+    # and its row is removed, so the staged row has to move with the batch.
+    with Scheduler(make_engine(), prefill_chunk=5) as chunked:
+        handles = [chunked.submit(r) for r in (first, second)]
+        got = [h.result(timeout=60).token_ids for h in handles]
+        assert chunked.stats.prefill_chunks > 20
+    assert got == expected

@@ -22,13 +22,9 @@ from workers.inference.errors import (
     UnsupportedAdapter,
 )
 from workers.inference.events import DoneEvent, Event, FinishReason, GenerationRequest, TokenEvent
+from workers.inference.handle import GenerationHandle, GenerationResult
 from workers.inference.hardware import inference_dtype
-from workers.inference.scheduler import (
-    GenerationHandle,
-    GenerationResult,
-    Scheduler,
-    SchedulerStats,
-)
+from workers.inference.scheduler import Scheduler, SchedulerStats
 
 __all__ = [
     "DoneEvent",

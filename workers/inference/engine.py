@@ -38,6 +38,7 @@ class LoadedBase:
     weight_bytes: int
     context_length: int
     eos_token_ids: frozenset[int]
+    vocab_size: int  # width of the logits rows
     adapters: OrderedDict[str, int] = field(default_factory=OrderedDict)  # id -> bytes, LRU
 
     @property
@@ -65,9 +66,10 @@ class InferenceEngine:
     - The budget covers weights (parameters x dtype size) plus attached adapters; KV caches
       are not counted. Loading evicts least-recently-used bases that no active sequence pins;
       a model that cannot fit even then raises MemoryBudgetExceeded.
-    - Every public method takes `lock`; a Scheduler holds it for each step, so calls from other
-      threads are safe but SHOULD be rare (a base load blocks generation meanwhile). Threads
-      that only want an adapter used later SHOULD call register_adapter, which never loads.
+    - Thread safety: methods that load or attach take `lock`, which a Scheduler holds for each
+      step (and during a base load), so they are safe from any thread but MAY block; other
+      threads SHOULD only call register_adapter, loaded_bases, loaded_adapters and used_bytes,
+      which never wait for `lock`.
     """
 
     def __init__(
@@ -90,6 +92,8 @@ class InferenceEngine:
         self.max_context = max_context
         self.load_count: Counter[str] = Counter()
         self.lock = threading.RLock()
+        # Guards the bookkeeping below for readers that must not wait for a step or a load.
+        self._meta = threading.Lock()
         self._bases: OrderedDict[str, LoadedBase] = OrderedDict()
         self._adapter_paths: dict[tuple[str, str], Path] = {}
         self._known_bytes: dict[str, int] = {}  # weight bytes of bases loaded before
@@ -99,11 +103,12 @@ class InferenceEngine:
 
     def loaded_bases(self) -> list[str]:
         """Loaded base ids, least recently used first."""
-        with self.lock:
+        with self._meta:
             return list(self._bases)
 
     def used_bytes(self) -> int:
-        with self.lock:
+        """Bytes of loaded weights and attached adapters (what the budget limits)."""
+        with self._meta:
             return sum(base.nbytes for base in self._bases.values())
 
     def _pinned(self, base_id: str) -> bool:
@@ -138,7 +143,8 @@ class InferenceEngine:
         """The loaded base model, loading it (and evicting idle ones) when needed."""
         with self.lock:
             if base_id in self._bases:
-                self._bases.move_to_end(base_id)
+                with self._meta:
+                    self._bases.move_to_end(base_id)
                 return self._bases[base_id]
             # Evict before loading when the size is known, so two models never coexist needlessly.
             self._fit_budget(self._expected_bytes(base_id), keep=None)
@@ -161,8 +167,12 @@ class InferenceEngine:
             if self.max_context is not None:
                 context = min(context, self.max_context)
             runner = make_runner(loaded.model, max_rows=self.max_batch_size, max_length=context)
-            base = LoadedBase(base_id, loaded, runner, weight_bytes, context, _eos_ids(loaded))
-            self._bases[base_id] = base
+            vocab = loaded.model.get_output_embeddings().weight.shape[0]
+            base = LoadedBase(
+                base_id, loaded, runner, weight_bytes, context, _eos_ids(loaded), vocab
+            )
+            with self._meta:
+                self._bases[base_id] = base
             return base
 
     def evict_base(self, base_id: str) -> None:
@@ -170,7 +180,8 @@ class InferenceEngine:
         with self.lock:
             if self._pinned(base_id):
                 raise RuntimeError(f"{base_id} is in use by active sequences")
-            base = self._bases.pop(base_id, None)
+            with self._meta:
+                base = self._bases.pop(base_id, None)
             if base is None:
                 return
             del base
@@ -180,12 +191,12 @@ class InferenceEngine:
 
     def register_adapter(self, base_id: str, adapter_id: str, adapter_path: str | Path) -> None:
         """Remember where an adapter lives; it is loaded when first needed. Never blocks long."""
-        with self.lock:
+        with self._meta:
             self._adapter_paths[(base_id, adapter_id)] = Path(adapter_path)
 
     def loaded_adapters(self, base_id: str) -> list[str]:
         """Adapters attached to a loaded base, least recently used first."""
-        with self.lock:
+        with self._meta:
             base = self._bases.get(base_id)
             return list(base.adapters) if base else []
 
@@ -200,19 +211,22 @@ class InferenceEngine:
         with self.lock:
             if adapter_path is not None:
                 self.register_adapter(base_id, adapter_id, adapter_path)
-            path = self._adapter_paths.get((base_id, adapter_id))
+            with self._meta:
+                path = self._adapter_paths.get((base_id, adapter_id))
             if path is None:
                 raise UnknownAdapter(f"adapter {adapter_id!r} is not registered for {base_id}")
             base = self.ensure_base(base_id)
             if adapter_id in base.adapters:
-                base.adapters.move_to_end(adapter_id)
+                with self._meta:
+                    base.adapters.move_to_end(adapter_id)
                 return base
             adapter = read_lora_adapter(adapter_id, path)
             spare = [a for a in base.adapters if not self._pins[(base_id, a)]]
             if len(base.adapters) >= self.max_adapters_per_base and spare:
                 self._detach(base, spare[0])
             nbytes = base.runner.attach(adapter)
-            base.adapters[adapter_id] = nbytes
+            with self._meta:
+                base.adapters[adapter_id] = nbytes
             try:
                 self._fit_budget(0, keep=base_id)
             except MemoryBudgetExceeded:
@@ -222,7 +236,8 @@ class InferenceEngine:
 
     def _detach(self, base: LoadedBase, adapter_id: str) -> None:
         base.runner.detach(adapter_id)
-        base.adapters.pop(adapter_id, None)
+        with self._meta:
+            base.adapters.pop(adapter_id, None)
 
     # -- use by the scheduler ----------------------------------------------------------------
 

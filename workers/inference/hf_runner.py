@@ -39,6 +39,8 @@ class HFRunner:
         # transformers 5 renames past_key_values to cache; accept either spelling.
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._caches: list[DynamicCache] = []
+        self._staging: tuple[list[int], str | None, DynamicCache] | None = None
+        self._staged = 0  # prompt tokens of the staged sequence already in its cache
         self.row_adapters: list[str | None] = []
         self._plans: dict[str | None, LoraPlan | None] = {}
 
@@ -63,7 +65,8 @@ class HFRunner:
         return self.bank.add(adapter)
 
     def detach(self, adapter_id: str) -> None:
-        if adapter_id in self.row_adapters:
+        staged = self._staging[1] if self._staging else None
+        if adapter_id in self.row_adapters or adapter_id == staged:
             raise RuntimeError(f"adapter {adapter_id!r} is in use by an active sequence")
         self.bank.remove(adapter_id)
         self._plans.clear()
@@ -86,16 +89,44 @@ class HFRunner:
             self._entries = None
         return out.logits[0, -1].float()
 
-    @torch.inference_mode()
-    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
-        if self.rows >= self.max_rows:
+    @property
+    def prefilling(self) -> bool:
+        return self._staging is not None
+
+    def begin(self, prompt_ids: list[int], adapter_id: str | None) -> None:
+        if self._staging is not None or self.rows >= self.max_rows:
             raise RuntimeError("no free batch row")
         if adapter_id is not None and adapter_id not in self.bank:
             raise RuntimeError(f"adapter {adapter_id!r} is not attached")
-        cache = DynamicCache(config=self.model.config)
-        logits = self._forward(prompt_ids, cache, adapter_id)
+        self._staging = (list(prompt_ids), adapter_id, DynamicCache(config=self.model.config))
+        self._staged = 0
+
+    def abort_prefill(self) -> None:
+        self._staging = None
+
+    @torch.inference_mode()
+    def prefill_step(self, max_tokens: int) -> torch.Tensor | None:
+        if self._staging is None:
+            raise RuntimeError("no sequence is being prefilled")
+        ids, adapter_id, cache = self._staging
+        chunk = ids[self._staged : self._staged + max_tokens]
+        logits = self._forward(chunk, cache, adapter_id)
+        self._staged += len(chunk)
+        if self._staged < len(ids):
+            return None
         self._caches.append(cache)
         self.row_adapters.append(adapter_id)
+        self._staging = None
+        return logits
+
+    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        self.begin(prompt_ids, adapter_id)
+        try:
+            while (logits := self.prefill_step(self.max_length)) is None:
+                pass
+        except BaseException:
+            self.abort_prefill()
+            raise
         return logits
 
     @torch.inference_mode()
@@ -112,4 +143,4 @@ class HFRunner:
         self.row_adapters.pop()
 
     def clear(self) -> None:
-        self._caches, self.row_adapters = [], []
+        self._caches, self.row_adapters, self._staging = [], [], None

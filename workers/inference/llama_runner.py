@@ -1,17 +1,16 @@
-"""Lean batched decoder for Llama-family models (llama, mistral, qwen2, qwen3) with per-row LoRA.
+"""Lean batched decoder for Llama-family models with per-row LoRA (see llama_weights.py).
 
-Why not the transformers forward: at batch 1 on a CPU a 135M model spends most of a decode step
+Why not the transformers forward: at batch 1 on a CPU a 135M model spends much of a decode step
 in Python and small-op overhead (module calls, cache bookkeeping, mask building, peft's
-per-adapter loops), not in matmuls. This forward runs the same math with far fewer ops: q/k/v
-and gate/up are fused into one matmul each, residual adds ride on addmm, RMSNorm is one
-F.rms_norm, RoPE is one table lookup plus cat/mul/addcmul, and the KV cache is a SlotKVCache
-written in place. The transformers model stays the source of truth: its parameters are re-bound
-as views of the fused tensors (no extra memory), and tests check greedy outputs against
-model.generate().
+per-adapter loops) rather than in matmuls. This forward runs the same math with far fewer ops:
+fused q/k/v and gate/up matmuls, residual adds inside addmm, one F.rms_norm per norm, one RoPE
+(cat + mul + addcmul) for queries and keys together, and a SlotKVCache written in place. Tests
+check its greedy output against model.generate().
 
-Rows are sequences; row r's cache holds its own tokens from position 0. prefill() adds one
-sequence as a new row; decode() advances every row by one token in a single forward pass, each
-row through its own adapter (or none) via a LoraPlan.
+Rows are sequences, row r's cache holding its tokens from position 0. A new sequence is staged
+in the row after the last active one and prefilled in chunks (begin + prefill_step), so a long
+prompt never stalls the other streams for more than one chunk; decode() then advances every
+active row by one token in one forward pass, each row through its own adapter (or none).
 """
 
 from dataclasses import dataclass
@@ -21,238 +20,167 @@ import torch.nn.functional as F
 from torch import nn
 
 from workers.inference.kv_cache import SlotKVCache
-from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, ProjectionGroup, apply_lora
-
-SUPPORTED_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-# RoPE variants whose cos/sin depend on the position only, so one table serves every step.
-STATIC_ROPE = ("default", "linear", "llama3", "yarn")
-PER_LAYER = 4  # projection groups per layer: qkv, o, gate_up, down
-
-
-def unsupported_reason(model: nn.Module) -> str | None:
-    """Why the lean path cannot run this model, or None when it can."""
-    config = model.config.get_text_config()
-    if config.model_type not in SUPPORTED_TYPES:
-        return f"model type {config.model_type!r} is not one of {', '.join(SUPPORTED_TYPES)}"
-    if getattr(config, "hidden_act", "silu") != "silu":
-        return f"activation {config.hidden_act!r} is not silu"
-    if getattr(config, "mlp_bias", False):
-        return "MLP biases"
-    if getattr(config, "use_sliding_window", False):
-        return "per-layer sliding windows"
-    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
-    if rope_type not in STATIC_ROPE:
-        return f"RoPE type {rope_type!r} depends on the sequence length"
-    if not hasattr(model, "model") or not hasattr(model.model, "layers"):
-        return "an unexpected module layout"
-    return None
+from workers.inference.llama_weights import PER_LAYER, prepare_weights
+from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, apply_lora
 
 
 @dataclass
-class _Layer:
-    ln1: torch.Tensor
-    ln2: torch.Tensor
-    qkv: torch.Tensor  # [(Hq + 2 Hkv) * hd, d]
-    qkv_bias: torch.Tensor | None
-    o: torch.Tensor
-    o_bias: torch.Tensor | None
-    gate_up: torch.Tensor  # [2 I, d]
-    down: torch.Tensor
-    q_norm: torch.Tensor | None
-    k_norm: torch.Tensor | None
-
-
-def _fuse(modules: list[nn.Linear], with_bias: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One weight (and bias) for several linears; they are re-bound as views, so no copy stays."""
-    weight = torch.cat([m.weight.detach() for m in modules]).contiguous()
-    bias = torch.cat([m.bias.detach() for m in modules]) if with_bias else None
-    start = 0
-    for m in modules:
-        size = m.weight.shape[0]
-        m.weight = nn.Parameter(weight[start : start + size], requires_grad=False)
-        if bias is not None:
-            m.bias = nn.Parameter(bias[start : start + size], requires_grad=False)
-        start += size
-    return weight, bias
+class _Staging:
+    ids: list[int]
+    adapter_id: str | None
+    done: int = 0  # prompt tokens already in the cache
 
 
 class LlamaRunner:
-    """Batched prefill/decode with a slot KV cache; not thread-safe (one engine loop drives it)."""
+    """Runner (see runner.py) for llama/mistral/qwen2/qwen3; not thread-safe."""
 
     def __init__(self, model: nn.Module, *, max_rows: int, max_length: int) -> None:
-        reason = unsupported_reason(model)
-        if reason is not None:
-            raise ValueError(f"the lean decoder cannot run this model: {reason}")
-        config = model.config.get_text_config()
-        weight = model.get_input_embeddings().weight
-        self.dtype, self.device = weight.dtype, weight.device
+        device = model.get_input_embeddings().weight.device
+        self.dtype = model.get_input_embeddings().weight.dtype
+        self.device = device
         # Attention and LoRA run in fp32 on CPU: torch's CPU SDPA is 5-10x slower in bf16 than
         # in fp32 (8 rows x 256 positions: 1.4 ms vs 0.17 ms per layer) and LoRA's tiny matmuls
         # ~7x slower (14 us vs 2 us). The KV cache is fp32 there too (twice the bytes of bf16),
         # so a step never converts the cache.
-        self.attn_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
+        self.attn_dtype = torch.float32 if device.type == "cpu" else self.dtype
         self.max_rows, self.max_length = max_rows, max_length
-        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.hidden, self.eps = config.hidden_size, config.rms_norm_eps
-        self.intermediate = config.intermediate_size
-        self.window: int | None = getattr(config, "sliding_window", None)
-        if config.model_type != "mistral" or (self.window or 0) >= max_length:
-            self.window = None
-        self.embed = weight
-        self.final_norm = model.model.norm.weight
-        self.lm_head = model.get_output_embeddings().weight
-        self.layers: list[_Layer] = []
-        groups: list[ProjectionGroup] = []
-        for index, block in enumerate(model.model.layers):
-            attn, mlp, name = block.self_attn, block.mlp, f"model.layers.{index}"
-            qkv, qkv_bias = _fuse(
-                [attn.q_proj, attn.k_proj, attn.v_proj], attn.q_proj.bias is not None
-            )
-            gate_up, _ = _fuse([mlp.gate_proj, mlp.up_proj], False)
-            q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
-            self.layers.append(
-                _Layer(
-                    ln1=block.input_layernorm.weight,
-                    ln2=block.post_attention_layernorm.weight,
-                    qkv=qkv,
-                    qkv_bias=qkv_bias,
-                    o=attn.o_proj.weight,
-                    o_bias=attn.o_proj.bias,
-                    gate_up=gate_up,
-                    down=mlp.down_proj.weight,
-                    q_norm=None if q_norm is None else q_norm.weight.to(self.attn_dtype),
-                    k_norm=None if k_norm is None else k_norm.weight.to(self.attn_dtype),
-                )
-            )
-            q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
-            groups += [
-                ProjectionGroup(
-                    self.hidden,
-                    (
-                        (f"{name}.self_attn.q_proj", q_out),
-                        (f"{name}.self_attn.k_proj", kv_out),
-                        (f"{name}.self_attn.v_proj", kv_out),
-                    ),
-                ),
-                ProjectionGroup(q_out, ((f"{name}.self_attn.o_proj", self.hidden),)),
-                ProjectionGroup(
-                    self.hidden,
-                    (
-                        (f"{name}.mlp.gate_proj", self.intermediate),
-                        (f"{name}.mlp.up_proj", self.intermediate),
-                    ),
-                ),
-                ProjectionGroup(self.intermediate, ((f"{name}.mlp.down_proj", self.hidden),)),
-            ]
-        groups.append(ProjectionGroup(self.hidden, (("lm_head", self.lm_head.shape[0]),)))
-        self.bank = LoraBank(groups, dtype=self.attn_dtype, device=self.device)
+        self.w = prepare_weights(model, attn_dtype=self.attn_dtype, max_length=max_length)
+        self.bank = LoraBank(self.w.groups, dtype=self.attn_dtype, device=device)
         self.cache = SlotKVCache(
-            len(self.layers), self.kv_heads, self.head_dim,
-            dtype=self.attn_dtype, device=self.device, max_length=max_length,
+            len(self.w.layers), self.w.kv_heads, self.w.head_dim,
+            dtype=self.attn_dtype, device=device, max_length=max_length,
         )  # fmt: skip
-        self._cos, self._sin = self._rope_tables(model, max_length)
-        self.lengths: list[int] = []  # tokens cached per row
+        self.lengths: list[int] = []  # tokens cached per active row
         self.row_adapters: list[str | None] = []
+        self._staging: _Staging | None = None
         self._plan: LoraPlan | None = None
         self._plan_stale = True
-
-    def _rope_tables(self, model: nn.Module, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # transformers' own rotary module computes the tables, so every static RoPE variant
-        # (scaling, attention factor) matches the reference forward.
-        positions = torch.arange(length, device=self.device)[None]
-        probe = torch.zeros(1, dtype=self.attn_dtype, device=self.device)
-        cos, sin = model.model.rotary_emb(probe, positions)
-        half = self.head_dim // 2
-        sign = torch.ones(self.head_dim, dtype=self.attn_dtype, device=self.device)
-        sign[:half] = -1  # rotate_half(x) * sin == cat(x2, x1) * (sign * sin)
-        return cos[0].contiguous(), (sin[0] * sign).contiguous()
 
     @property
     def rows(self) -> int:
         return len(self.lengths)
 
+    @property
+    def prefilling(self) -> bool:
+        return self._staging is not None
+
     def attach(self, adapter: LoraAdapter) -> int:
-        """Add an adapter for later rows; returns its bytes. Raises UnsupportedAdapter."""
         nbytes = self.bank.add(adapter)
         self._plan_stale = True
         return nbytes
 
     def detach(self, adapter_id: str) -> None:
-        if adapter_id in self.row_adapters:
+        staged = self._staging.adapter_id if self._staging else None
+        if adapter_id in self.row_adapters or adapter_id == staged:
             raise RuntimeError(f"adapter {adapter_id!r} is in use by an active sequence")
         self.bank.remove(adapter_id)
         self._plan_stale = True
 
     @torch.inference_mode()
     def remove_row(self, row: int) -> None:
-        """Drop a sequence; the last row moves into its place (callers mirror this order)."""
         last = self.rows - 1
         if row != last:
             self.cache.move_row(last, row, self.lengths[last])
             self.lengths[row], self.row_adapters[row] = self.lengths[last], self.row_adapters[last]
         self.lengths.pop()
         self.row_adapters.pop()
+        if self._staging is not None and self._staging.done:
+            self.cache.move_row(last + 1, last, self._staging.done)  # the staged row follows
         self._plan_stale = True
 
     def clear(self) -> None:
-        self.lengths, self.row_adapters = [], []
+        self.lengths, self.row_adapters, self._staging = [], [], None
         self._plan_stale = True
 
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = self.head_dim // 2
-        swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
-        return torch.addcmul(x * cos, swapped, sin)
-
-    @torch.inference_mode()
-    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
-        """Add a sequence as row `rows`; returns float32 logits [vocab] for its next token."""
-        row, length = self.rows, len(prompt_ids)
-        if row >= self.max_rows:
+    def begin(self, prompt_ids: list[int], adapter_id: str | None) -> None:
+        if self._staging is not None or self.rows >= self.max_rows:
             raise RuntimeError("no free batch row")
         if adapter_id is not None and adapter_id not in self.bank:
             raise RuntimeError(f"adapter {adapter_id!r} is not attached")
-        self.cache.reserve(row + 1, length)
-        tokens = torch.tensor(prompt_ids, device=self.device)
+        if not 0 < len(prompt_ids) <= self.max_length:
+            raise ValueError(f"a prompt needs 1 to {self.max_length} tokens")
+        self._staging = _Staging(list(prompt_ids), adapter_id)
+
+    def abort_prefill(self) -> None:
+        self._staging = None
+
+    @torch.inference_mode()
+    def prefill_step(self, max_tokens: int) -> torch.Tensor | None:
+        staging = self._staging
+        if staging is None:
+            raise RuntimeError("no sequence is being prefilled")
+        row, start = self.rows, staging.done
+        chunk = staging.ids[start : start + max_tokens]
+        end = start + len(chunk)
+        self.cache.reserve(row + 1, end)
         mask = None
-        if self.window is not None and length > self.window:
-            q = torch.arange(length, device=self.device)
-            mask = (q[None, :] <= q[:, None]) & (q[None, :] > q[:, None] - self.window)
+        window = self.w.window
+        if start > 0 or (window is not None and end > window):
+            # Causal with an offset for the cached part of the prompt (SDPA's is_causal
+            # assumes no offset), limited to the window where there is one.
+            query = torch.arange(start, end, device=self.device)[:, None]
+            key = torch.arange(end, device=self.device)[None, :]
+            mask = key <= query
+            if window is not None:
+                mask &= key > query - window
+        last = end == len(staging.ids)
         logits = self._forward(
-            tokens, self._cos[:length, None], self._sin[:length, None],
-            self.bank.plan([adapter_id], tokens_per_row=length), prefill=(row, length, mask),
+            torch.tensor(chunk, device=self.device), self.w.cos[start:end, None],
+            self.w.sin[start:end, None], self.bank.plan([staging.adapter_id]),
+            prefill=(row, start, mask), logits=last,
         )  # fmt: skip
-        self.lengths.append(length)
-        self.row_adapters.append(adapter_id)
+        staging.done = end
+        if not last:
+            return None
+        self.lengths.append(end)
+        self.row_adapters.append(staging.adapter_id)
+        self._staging = None
         self._plan_stale = True
+        assert logits is not None
         return logits[0]
+
+    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        self.begin(prompt_ids, adapter_id)
+        try:
+            while (logits := self.prefill_step(self.max_length)) is None:
+                pass
+        except BaseException:
+            self.abort_prefill()
+            raise
+        return logits
 
     @torch.inference_mode()
     def decode(self, tokens: list[int]) -> torch.Tensor:
-        """Feed one token per row (row order); returns float32 logits [rows, vocab]."""
         rows = self.rows
-        if len(tokens) != rows:
+        if len(tokens) != rows or not rows:
             raise ValueError(f"{len(tokens)} tokens for {rows} rows")
         longest = max(self.lengths) + 1
         self.cache.reserve(rows, longest)
         positions = torch.tensor(self.lengths, device=self.device)
+        window = self.w.window
         mask = None
-        if min(self.lengths) != longest - 1 or (self.window is not None and longest > self.window):
+        if min(self.lengths) != longest - 1 or (window is not None and longest > window):
             # Rows of different lengths (or a sliding window): hide each row's unused tail.
             keys = torch.arange(longest, device=self.device)[None, :]
             mask = keys <= positions[:, None]
-            if self.window is not None:
-                mask &= keys > positions[:, None] - self.window
+            if window is not None:
+                mask &= keys > positions[:, None] - window
             mask = mask[:, None, None, :]
         if self._plan_stale:
             self._plan = self.bank.plan(self.row_adapters)
             self._plan_stale = False
         logits = self._forward(
-            torch.tensor(tokens, device=self.device), self._cos[positions][:, None],
-            self._sin[positions][:, None], self._plan, decode=(positions, longest, mask),
+            torch.tensor(tokens, device=self.device), self.w.cos[positions][:, None],
+            self.w.sin[positions][:, None], self._plan, decode=(positions, longest, mask),
         )  # fmt: skip
         self.lengths = [n + 1 for n in self.lengths]
+        assert logits is not None
         return logits
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = self.w.head_dim // 2
+        swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+        return torch.addcmul(x * cos, swapped, sin)
 
     def _forward(
         self,
@@ -263,26 +191,32 @@ class LlamaRunner:
         *,
         prefill: tuple[int, int, torch.Tensor | None] | None = None,
         decode: tuple[torch.Tensor, int, torch.Tensor | None] | None = None,
-    ) -> torch.Tensor:
-        """Hidden states of `tokens` [N] through every layer; float32 logits of the last ones."""
-        entries = plan.entries if plan is not None else (None,) * len(self.bank.groups)
-        heads, kv_heads, hd, d = self.heads, self.kv_heads, self.head_dim, self.hidden
+        logits: bool = True,
+    ) -> torch.Tensor | None:
+        """Run `tokens` [N] through every layer; float32 logits of the last token(s).
+
+        prefill=(row, start, mask): N consecutive prompt tokens of one row from `start`.
+        decode=(positions, longest, mask): one token for each of N rows at its own position.
+        """
+        w = self.w
+        entries = plan.entries if plan is not None else (None,) * len(w.groups)
+        heads, kv_heads, hd, d = w.heads, w.kv_heads, w.head_dim, w.hidden
         count = tokens.shape[0]
         q_size, kv_size = heads * hd, kv_heads * hd
-        arange = torch.arange(count, device=self.device)
-        x = F.embedding(tokens, self.embed)
-        for index, layer in enumerate(self.layers):
+        rows = torch.arange(count, device=self.device)
+        x = F.embedding(tokens, w.embed)
+        for index, layer in enumerate(w.layers):
             slot = index * PER_LAYER
             keys, values = self.cache.keys[index], self.cache.values[index]
-            h = F.rms_norm(x, (d,), layer.ln1, self.eps)
+            h = F.rms_norm(x, (d,), layer.ln1, w.eps)
             qkv = apply_lora(F.linear(h, layer.qkv, layer.qkv_bias), h, entries[slot])
             qkv = qkv.to(self.attn_dtype)
             v = qkv[:, q_size + kv_size :].view(count, kv_heads, hd)
             if layer.q_norm is not None and layer.k_norm is not None:
                 q = qkv[:, :q_size].view(count, heads, hd)
                 k = qkv[:, q_size : q_size + kv_size].view(count, kv_heads, hd)
-                q = F.rms_norm(q, (hd,), layer.q_norm, self.eps)
-                k = F.rms_norm(k, (hd,), layer.k_norm, self.eps)
+                q = F.rms_norm(q, (hd,), layer.q_norm, w.eps)
+                k = F.rms_norm(k, (hd,), layer.k_norm, w.eps)
                 qk = torch.cat((q, k), dim=1)
             else:
                 qk = qkv[:, : q_size + kv_size].view(count, heads + kv_heads, hd)
@@ -291,8 +225,8 @@ class LlamaRunner:
             q, k = qk[:, :heads], qk[:, heads:]
             if decode is not None:
                 positions, longest, mask = decode
-                keys[arange, :, positions] = k
-                values[arange, :, positions] = v
+                keys[rows, :, positions] = k
+                values[rows, :, positions] = v
                 out = F.scaled_dot_product_attention(
                     q[:, :, None], keys[:count, :, :longest], values[:count, :, :longest],
                     attn_mask=mask, enable_gqa=True,
@@ -300,12 +234,13 @@ class LlamaRunner:
                 attn = out.reshape(count, q_size).to(self.dtype)
             else:
                 assert prefill is not None
-                row, length, mask = prefill
-                keys[row, :, :length] = k.transpose(0, 1)
-                values[row, :, :length] = v.transpose(0, 1)
+                row, start, mask = prefill
+                end = start + count
+                keys[row, :, start:end] = k.transpose(0, 1)
+                values[row, :, start:end] = v.transpose(0, 1)
                 out = F.scaled_dot_product_attention(
-                    q.transpose(0, 1)[None], keys[row : row + 1, :, :length],
-                    values[row : row + 1, :, :length], attn_mask=mask,
+                    q.transpose(0, 1)[None], keys[row : row + 1, :, :end],
+                    values[row : row + 1, :, :end], attn_mask=mask,
                     is_causal=mask is None, enable_gqa=True,
                 )  # fmt: skip
                 attn = out[0].transpose(0, 1).reshape(count, q_size).to(self.dtype)
@@ -313,11 +248,13 @@ class LlamaRunner:
             if layer.o_bias is not None:
                 x += layer.o_bias
             apply_lora(x, attn, entries[slot + 1])
-            h = F.rms_norm(x, (d,), layer.ln2, self.eps)
+            h = F.rms_norm(x, (d,), layer.ln2, w.eps)
             gate_up = apply_lora(h @ layer.gate_up.T, h, entries[slot + 2])
-            act = F.silu(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
+            act = F.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate :]
             x = apply_lora(torch.addmm(x, act, layer.down.T), act, entries[slot + 3])
+        if not logits:
+            return None
         if prefill is not None:
             x = x[-1:]  # only the last prompt position predicts a token
-        h = F.rms_norm(x, (d,), self.final_norm, self.eps)
-        return apply_lora(h @ self.lm_head.T, h, entries[-1]).float()
+        h = F.rms_norm(x, (d,), w.final_norm, w.eps)
+        return apply_lora(h @ w.lm_head.T, h, entries[-1]).float()

@@ -37,8 +37,29 @@ class Runner(Protocol):
         """Forget an adapter; MUST raise if an active row still uses it."""
         ...
 
+    @property
+    def prefilling(self) -> bool:
+        """Whether a sequence is staged (begun but not fully prefilled)."""
+        ...
+
+    def begin(self, prompt_ids: list[int], adapter_id: str | None) -> None:
+        """Stage a new sequence after the active rows; MUST raise if no row is free."""
+        ...
+
+    def prefill_step(self, max_tokens: int) -> torch.Tensor | None:
+        """Prefill up to `max_tokens` more prompt tokens of the staged sequence.
+
+        Returns None while prompt tokens remain; once the prompt is complete the sequence
+        becomes row `rows - 1` and its logits [vocab] for the first new token are returned.
+        """
+        ...
+
+    def abort_prefill(self) -> None:
+        """Forget the staged sequence."""
+        ...
+
     def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
-        """Append a sequence as row `rows`; return logits [vocab] for its first new token."""
+        """begin() and prefill_step() until done: logits [vocab] of the new last row."""
         ...
 
     def decode(self, tokens: list[int]) -> torch.Tensor:
@@ -57,7 +78,8 @@ class Runner(Protocol):
 def make_runner(model: nn.Module, *, max_rows: int, max_length: int) -> Runner:
     """The lean batched decoder when the architecture allows it, else the generic fallback."""
     from workers.inference.hf_runner import HFRunner
-    from workers.inference.llama_runner import LlamaRunner, unsupported_reason
+    from workers.inference.llama_runner import LlamaRunner
+    from workers.inference.llama_weights import unsupported_reason
 
     if unsupported_reason(model) is None:
         return LlamaRunner(model, max_rows=max_rows, max_length=max_length)

@@ -140,7 +140,7 @@ class LengthGroupedBatches:
     most batch_size * MEGA_BATCH_MULT (at least MIN_MEGA_BATCHES of them), sort each mega-batch
     by length, cut it into batches, then shuffle the batches. The longest batch is moved first
     so an out-of-memory error shows up on step 1 rather than hours in. Every example appears
-    exactly once per epoch; only the last batch may be short.
+    exactly once per epoch; at most one batch (anywhere in the plan) is short.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:

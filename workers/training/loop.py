@@ -36,6 +36,7 @@ from workers.training.data import (
 )
 from workers.training.errors import out_of_memory_as_training_error
 from workers.training.loss import full_logits_loss_sum, masked_loss_sum, reference_loss_matches
+from workers.training.memory import peak_accelerator_bytes, peak_rss_bytes
 from workers.training.precision import (
     check_method,
     keep_half_inputs,
@@ -43,8 +44,8 @@ from workers.training.precision import (
     plan_precision,
 )
 from workers.training.reporter import Reporter, ShouldStop
-from workers.training.result import TrainResult, peak_accelerator_bytes, peak_rss_bytes, versions
-from workers.training.step import autocast, evaluate, iterate_windows, run_window
+from workers.training.result import TrainResult, versions
+from workers.training.step import StepContext, autocast, evaluate, iterate_windows, run_window
 
 # Smoothing of the reported training loss: each step counts 10%, so the EMA averages over
 # roughly the last 10 steps, enough to see a trend through batch-to-batch noise.
@@ -113,21 +114,30 @@ def train(
     if plan.autocast_dtype is not None:
         keep_half_inputs(peft_model)
     # The selective loss must agree with the model's own; unknown output heads fall back.
-    probe = collate([min(train_set, key=len)], pad_id)
+    probe = {k: v.to(target) for k, v in collate([min(train_set, key=len)], pad_id).items()}
     with autocast(target, plan):
-        selective = reference_loss_matches(causal_lm, {k: v.to(target) for k, v in probe.items()})
-    loss_fn = masked_loss_sum if selective else full_logits_loss_sum
+        selective = reference_loss_matches(causal_lm, probe, plan.compute_dtype)
 
     # --- optimizer, schedule, and the state to resume ---
     optimizer = build_optimizer(params, config)
     scheduler = build_scheduler(optimizer, config, n_steps)
     scaler = torch.amp.GradScaler(target.type) if plan.grad_scaler else None
+    loss_fn = masked_loss_sum if selective else full_logits_loss_sum
+    ctx = StepContext(
+        causal_lm, loss_fn, pad_id, target, plan, params, optimizer, scheduler, scaler,
+        config.max_grad_norm,
+    )  # fmt: skip
     state = RunState(config=config.model_dump(mode="json"))
     if resume_from is not None:
         state = load_checkpoint(Path(resume_from), peft_model, optimizer, scheduler, scaler)
         if state.config != config.model_dump(mode="json"):
             reporter.log("resuming with a configuration that differs from the checkpoint's")
     prior_elapsed, resumed_from = state.elapsed_s, state.step
+
+    def checkpoint() -> Path:
+        path = save_checkpoint(out_dir, peft_model, optimizer, scheduler, state, scaler)
+        reporter.log(f"checkpoint saved: {path}")
+        return path
 
     info: dict[str, Any] = {
         "base_model": base_model,
@@ -150,8 +160,8 @@ def train(
         reporter.log("this model's output head is not recognised: using the full-logits loss")
 
     # --- the loop: one optimizer step per accumulation window ---
-    status, step_times = "completed", []
-    last_checkpoint: Path | None = None
+    status, saved_step = "completed", -1
+    step_times: list[float] = []
     causal_lm.train()
     with out_of_memory_as_training_error(
         config.batch_size, config.max_length, config.gradient_checkpointing, str(target)
@@ -161,20 +171,7 @@ def train(
             if state.step >= n_steps:
                 break
             began = time.perf_counter()
-            outcome = run_window(
-                causal_lm,
-                loss_fn,
-                train_set,
-                window,
-                pad_id=pad_id,
-                device=target,
-                plan=plan,
-                params=params,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                max_grad_norm=config.max_grad_norm,
-            )
+            outcome = run_window(ctx, train_set, window)
             step_times.append(time.perf_counter() - began)
             state.step += 1
             state.tokens_seen += outcome.tokens
@@ -186,12 +183,8 @@ def train(
 
             every = config.eval_every_steps
             eval_due = (state.step % every == 0) if every else epoch_end
-            eval_loss = None
-            if eval_due or last:
-                eval_loss = evaluate(
-                    causal_lm, loss_fn, val_set, val_plan, pad_id=pad_id, device=target, plan=plan
-                )
-                state.eval_loss = eval_loss if eval_loss is not None else state.eval_loss
+            eval_loss = evaluate(ctx, val_set, val_plan) if eval_due or last else None
+            state.eval_loss = eval_loss if eval_loss is not None else state.eval_loss
             state.elapsed_s = prior_elapsed + time.perf_counter() - session_start
             reporter.metrics(
                 {
@@ -211,21 +204,14 @@ def train(
 
             every = config.checkpoint_every_steps
             if ((state.step % every == 0) if every else epoch_end) and not last:
-                last_checkpoint = save_checkpoint(
-                    out_dir, peft_model, optimizer, scheduler, state, scaler
-                )
-                reporter.log(f"checkpoint saved: {last_checkpoint}")
+                checkpoint()
+                saved_step = state.step
 
             request = should_stop()
-            if request == "cancel":
-                status = "cancelled"
-                break
-            if request == "stop":
-                status = "stopped"
-                if last_checkpoint is None or last_checkpoint.name != f"step-{state.step}":
-                    last_checkpoint = save_checkpoint(
-                        out_dir, peft_model, optimizer, scheduler, state, scaler
-                    )
+            if request in ("stop", "cancel"):
+                status = "stopped" if request == "stop" else "cancelled"
+                if request == "stop" and saved_step != state.step:
+                    checkpoint()  # "stop" can be resumed later; "cancel" keeps what exists
                 break
             if request is not None:
                 reporter.log(f"ignored unknown stop request {request!r}")

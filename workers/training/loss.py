@@ -18,10 +18,12 @@ from torch import nn
 
 from workers.ml.chat_format import IGNORE_INDEX
 
-# Logit elements per chunk: 2**25 fp32 values = 128 MiB (plus the same again for the softmax in
-# its lower precision). For SmolLM2's 49,152-token vocabulary that is 682 rows a chunk; for a
-# 262k vocabulary (Gemma 3) 128 rows. Large enough that each chunk is one efficient matmul.
-CHUNK_ELEMENTS = 1 << 25
+# Logit elements per chunk: 2**23 fp32 values = 32 MiB, ~80 MiB with the half-precision matmul
+# output and gradient copies. The chunk is live at the memory peak (every activation is saved by
+# then), so it is kept small: 170 rows for SmolLM2's 49,152-token vocabulary (2**25 added
+# 0.3 GiB to the peak), 32 rows for a 262k vocabulary (Gemma 3). Each chunk is still one
+# matmul of 170 x 576 x 49,152 = 4.8 GFLOP, far past the size where matmuls are efficient.
+CHUNK_ELEMENTS = 1 << 23
 
 
 def chunk_rows(vocab_size: int) -> int:
@@ -45,17 +47,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         want_rows, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = bias is not None and bool(ctx.needs_input_grad[2])
         w = weight.to(compute_dtype)
+        acc = torch.promote_types(compute_dtype, torch.float32)  # softmax never below fp32
         grad_rows = torch.empty_like(rows) if want_rows else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if want_w else None
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if want_b else None
-        total = torch.zeros((), dtype=torch.float32, device=rows.device)
+        grad_w = torch.zeros_like(weight, dtype=acc) if want_w else None
+        grad_b = torch.zeros_like(bias, dtype=acc) if want_b else None
+        total = torch.zeros((), dtype=acc, device=rows.device)
         step = chunk_rows(weight.shape[0])
         for start in range(0, rows.shape[0], step):
             h = rows[start : start + step].to(compute_dtype)
             tgt = targets[start : start + step]
-            logits = (h @ w.T).float()
+            logits = (h @ w.T).to(acc)
             if bias is not None:
-                logits += bias.float()
+                logits += bias.to(acc)
             if scale != 1.0:
                 logits *= scale
             tanh = None
@@ -79,7 +82,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if grad_rows is not None:
                 grad_rows[start : start + step] = g @ w
             if grad_w is not None:
-                grad_w += (g.T @ h).float()
+                grad_w += (g.T @ h).to(acc)
         ctx.save_for_backward(grad_rows, grad_w, grad_b)
         ctx.weight_dtype = weight.dtype
         return total
@@ -141,24 +144,28 @@ def masked_loss_sum(
 
 
 @torch.no_grad()
-def reference_loss_matches(model: nn.Module, batch: dict[str, torch.Tensor]) -> bool:
+def reference_loss_matches(
+    model: nn.Module, batch: dict[str, torch.Tensor], compute_dtype: torch.dtype = torch.float32
+) -> bool:
     """True when masked_loss_sum agrees with the model's own forward(labels=...) loss.
 
     Guards architectures whose output head does more than the transforms known above; the
-    caller falls back to the full-logits loss when this is False. With fp32 weights both sides
-    must agree to 1e-4; with half-precision weights (GPU) the model's own logits are rounded to
-    that precision first, so only the first ~2-3 significant digits can be compared.
+    caller falls back to the full-logits loss when this is False. Run it under the training
+    autocast. In fp32 both must agree to 1e-4; in half precision the two sides round logits
+    differently, so only the first 2-3 significant digits can be compared (2e-2), which still
+    catches a missing scale or softcap.
     """
-    dtype = model.get_output_embeddings().weight.dtype
-    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
+    head_dtype = model.get_output_embeddings().weight.dtype
+    exact = compute_dtype == torch.float32 and head_dtype == torch.float32
+    tolerance = 1e-4 if exact else 2e-2
     was_training = model.training
     model.eval()
     try:
         ref = model(**batch, use_cache=False).loss.float()
-        total, count = masked_loss_sum(model, batch, dtype)
+        total, count = masked_loss_sum(model, batch, compute_dtype)
     finally:
         model.train(was_training)
-    return bool(torch.isclose(total / count, ref, rtol=tolerance, atol=tolerance))
+    return bool(torch.isclose(total.float() / count, ref, rtol=tolerance, atol=tolerance))
 
 
 def full_logits_loss_sum(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,18 +34,6 @@ class TrainResult:
         for key in ("adapter_path", "checkpoint_path"):
             out[key] = None if out[key] is None else str(out[key])
         return out
-
-
-def peak_rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux, in bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def peak_accelerator_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return None
 
 
 def versions() -> dict[str, str]:

@@ -11,9 +11,26 @@ import torch
 from torch import nn
 
 from workers.training.data import Example, LengthGroupedBatches, collate
+from workers.training.memory import trim_heap
 from workers.training.precision import PrecisionPlan
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor], torch.dtype], tuple[torch.Tensor, int]]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What every step and evaluation needs, built once by train()."""
+
+    model: nn.Module  # the *ForCausalLM with LoRA layers
+    loss_fn: LossFn
+    pad_id: int
+    device: torch.device
+    plan: PrecisionPlan
+    params: Sequence[torch.Tensor]  # the trainable (LoRA) parameters
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    max_grad_norm: float
 
 
 @dataclass(frozen=True)
@@ -53,71 +70,57 @@ def _batch(
 
 
 def run_window(
-    model: nn.Module,
-    loss_fn: LossFn,
-    examples: Sequence[Example],
-    window: Sequence[Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-    plan: PrecisionPlan,
-    params: Sequence[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler | None,
-    max_grad_norm: float,
+    ctx: StepContext, examples: Sequence[Example], window: Sequence[Sequence[int]]
 ) -> StepOutcome:
+    """Forward/backward every batch of the window, then one clipped optimizer step."""
     # Each micro-batch's summed loss is divided by the trainable tokens of the WHOLE window, so
     # the accumulated gradient is that of the mean over every trainable token in the window:
     # exactly what one big batch would give. Averaging per micro-batch instead would weight a
     # token in a short batch more than one in a long batch.
     window_targets = sum(examples[i].n_targets for batch in window for i in batch)
     tokens = sum(len(examples[i]) for batch in window for i in batch)
-    lr = float(scheduler.get_last_lr()[0])
+    lr = float(ctx.scheduler.get_last_lr()[0])
+    scaler, optimizer = ctx.scaler, ctx.optimizer
     total = 0.0
     for indices in window:
-        batch = _batch(examples, indices, pad_id, device)
-        with autocast(device, plan):
-            loss_sum, _ = loss_fn(model, batch, plan.compute_dtype)
+        batch = _batch(examples, indices, ctx.pad_id, ctx.device)
+        with autocast(ctx.device, ctx.plan):
+            loss_sum, _ = ctx.loss_fn(ctx.model, batch, ctx.plan.compute_dtype)
         loss = loss_sum / window_targets
         (scaler.scale(loss) if scaler is not None else loss).backward()
         total += float(loss.detach())
     if scaler is not None:
         scaler.unscale_(optimizer)
     # max_grad_norm 0 means no clipping; the norm is still measured for the metrics.
-    limit = max_grad_norm if max_grad_norm > 0 else math.inf
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
+    limit = ctx.max_grad_norm if ctx.max_grad_norm > 0 else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(ctx.params, limit))
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
-    scheduler.step()
+    ctx.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    if ctx.device.type == "cpu":
+        trim_heap()
     return StepOutcome(loss=total, grad_norm=grad_norm, lr=lr, tokens=tokens)
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    loss_fn: LossFn,
-    examples: Sequence[Example],
-    batches: Sequence[Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-    plan: PrecisionPlan,
+    ctx: StepContext, examples: Sequence[Example], batches: Sequence[Sequence[int]]
 ) -> float | None:
     """Mean loss per trainable token over the validation set (the training loss's definition)."""
     if not batches:
         return None
+    model = ctx.model
     model.eval()  # no LoRA dropout
     total, count = 0.0, 0
     try:
         for indices in batches:
-            batch = _batch(examples, indices, pad_id, device)
-            with autocast(device, plan):
-                loss_sum, n = loss_fn(model, batch, plan.compute_dtype)
+            batch = _batch(examples, indices, ctx.pad_id, ctx.device)
+            with autocast(ctx.device, ctx.plan):
+                loss_sum, n = ctx.loss_fn(model, batch, ctx.plan.compute_dtype)
             total, count = total + float(loss_sum), count + n
     finally:
         model.train()

@@ -1,0 +1,178 @@
+"""Benchmark: the inference engine vs. plain transformers generate() on a real model.
+
+Measures, in one process and interleaved round by round (so a busy machine slows both sides
+alike; the best round of each counts):
+  baseline  plain fp32 model.generate(), greedy, one stream: tokens/s and time to first token
+  single    the engine, one stream through an unmerged random LoRA (r=8, all linear layers)
+  batch     the engine, 8 concurrent streams (4 adapter A, 4 adapter B), total tokens/s
+Every stream generates exactly --new-tokens tokens (EOS ignored). PASS when single is at least
+1.5x baseline and batch at least 3x single.
+
+    .venv/bin/python bench/bench_infer_engine.py [--model smollm2-135m-instruct] [--rounds 2]
+        [--data-dir DIR]   (a data dir whose model cache is ready skips the ~20 s conversion)
+"""
+
+import argparse
+import copy
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from workers.inference import GenerationRequest, InferenceEngine, Scheduler  # noqa: E402
+from workers.ml.loading import load_model  # noqa: E402
+
+QUESTION = "What is the capital of France? Answer briefly."
+
+
+class FirstTokenClock:
+    """A generate() streamer that notes when the first new token arrives (same run, no extra)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.first: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.calls += 1
+        if self.calls == 2:  # the first call carries the prompt
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def make_adapter(model: Any, folder: Path, seed: int) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
+    )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # non-zero, small enough that answers stay readable
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def baseline(model: Any, prompt: list[int], new_tokens: int) -> tuple[float, float]:
+    ids = torch.tensor([prompt])
+    clock = FirstTokenClock()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            streamer=clock,
+        )
+    wall = time.perf_counter() - start
+    produced = out.shape[1] - len(prompt)
+    return produced / wall, (clock.first or start) - start
+
+
+def engine_run(scheduler: Scheduler, requests: list[GenerationRequest]) -> tuple[float, float]:
+    """(total tokens/s over the wall time, mean time to first token) for concurrent requests."""
+    start = time.perf_counter()
+    handles = [scheduler.submit(r) for r in requests]
+    results = [h.result(timeout=600) for h in handles]
+    wall = time.perf_counter() - start
+    for result in results:
+        if result.done.finish_reason != "length":
+            sys.exit(f"engine request failed: {result.done}")
+    tokens = sum(r.done.completion_tokens for r in results)
+    ttft = sum(r.done.time_to_first_token_s or 0.0 for r in results) / len(results)
+    return tokens / wall, ttft
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    temp = Path(tempfile.mkdtemp(prefix="tunelab-infer-bench-"))
+    data_dir = args.data_dir or temp
+    try:
+        return run(args, data_dir, temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, data_dir: Path, temp: Path) -> int:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
+    started = time.perf_counter()
+    engine = InferenceEngine(data_dir, memory_budget_bytes=4 << 30, device="cpu")
+    engine.ensure_base(args.model)  # converts the GGUF on a fresh data dir
+    print(f"engine load: {time.perf_counter() - started:.1f} s, dtype {engine.dtype}")
+    reference = load_model(args.model, data_dir=data_dir, device="cpu", dtype="float32").model
+    for name, seed in (("A", 1), ("B", 2)):
+        engine.register_adapter(args.model, name, make_adapter(reference, temp / name, seed))
+
+    def request(adapter: str, index: int = 0) -> GenerationRequest:
+        return GenerationRequest(
+            f"{adapter}{index}", args.model, adapter, [{"role": "user", "content": QUESTION}],
+            temperature=0.0, max_new_tokens=args.new_tokens, ignore_eos=True,
+        )  # fmt: skip
+
+    prompt = engine.encode_prompt(engine.ensure_base(args.model), request("A"))
+    print(f"prompt: {len(prompt)} tokens, {args.new_tokens} new tokens per stream")
+    batch = [request("A" if i % 2 == 0 else "B", i) for i in range(8)]
+    results: dict[str, list[tuple[float, float]]] = {"baseline": [], "single": [], "batch": []}
+    with Scheduler(engine) as scheduler:
+        engine_run(scheduler, [request("A")] * 2)  # warm-up: attaches the adapters
+        baseline(reference, prompt, 8)
+        for round_index in range(args.rounds):
+            results["baseline"].append(baseline(reference, prompt, args.new_tokens))
+            results["single"].append(engine_run(scheduler, [request("A")]))
+            results["batch"].append(engine_run(scheduler, batch))
+            line = ", ".join(f"{k} {v[-1][0]:.1f} tok/s" for k, v in results.items())
+            print(f"round {round_index + 1}: {line}")
+        batch_sizes = dict(scheduler.stats.batch_sizes)
+        mixed = scheduler.stats.mixed_adapter_steps
+        base_only = engine_run(scheduler, [request(None)])  # type: ignore[arg-type]
+    best = {k: (max(t for t, _ in v), min(f for _, f in v)) for k, v in results.items()}
+    print()
+    print(
+        f"baseline fp32 generate : {best['baseline'][0]:7.1f} tok/s  TTFT {best['baseline'][1] * 1e3:6.0f} ms"
+    )
+    print(
+        f"engine single (LoRA A) : {best['single'][0]:7.1f} tok/s  TTFT {best['single'][1] * 1e3:6.0f} ms"
+    )
+    print(
+        f"engine 8 streams (A+B) : {best['batch'][0]:7.1f} tok/s total, mean TTFT {best['batch'][1] * 1e3:.0f} ms"
+    )
+    print(
+        f"engine single, no LoRA : {base_only[0]:7.1f} tok/s (LoRA cost {1 - best['single'][0] / base_only[0]:.0%})"
+    )
+    print(f"decode batch sizes {batch_sizes}, mixed-adapter steps {mixed}, load {os.getloadavg()}")
+    single_ratio = best["single"][0] / best["baseline"][0]
+    batch_ratio = best["batch"][0] / best["single"][0]
+    checks = [
+        ("engine single / baseline", single_ratio, 1.5),
+        ("engine 8 streams / engine single", batch_ratio, 3.0),
+    ]
+    ok = True
+    for label, ratio, target in checks:
+        verdict = "PASS" if ratio >= target else "FAIL"
+        ok &= ratio >= target
+        print(f"{label:34s} {ratio:5.2f}x (target >= {target}x)  {verdict}")
+    print(f"total bench time {time.perf_counter() - started:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Tunelab's LoRA training core: pure ML, no queue, database or web imports.
+
+    from workers.training import train, TrainResult, ListReporter
+    result = train(config, "smollm2-135m-instruct", data_dir, train_jsonl, out_dir,
+                   reporter, should_stop)
+
+Modules: loop (train), data (tokenized examples, length-grouped batches), loss (selective
+cross-entropy), step (one optimizer step, evaluation), build (LoRA model, optimizer, schedule),
+precision (device/dtype choices, QLoRA), checkpoint, reporter (the progress contract), errors,
+memory, result, cli.
+"""
+
+from workers.training.errors import EmptyDataset, TrainingError, TrainingOOM
+from workers.training.loop import train
+from workers.training.reporter import ListReporter, NullReporter, Reporter, never_stop
+from workers.training.result import TrainResult
+
+__all__ = [
+    "EmptyDataset",
+    "ListReporter",
+    "NullReporter",
+    "Reporter",
+    "TrainResult",
+    "TrainingError",
+    "TrainingOOM",
+    "never_stop",
+    "train",
+]
