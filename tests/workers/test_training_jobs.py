@@ -169,3 +169,17 @@ def test_empty_dataset_after_filtering_fails_before_training(client, worker, set
     assert job["status"] == "failed"
     assert job["step"] == 0
     assert job["error"]
+
+
+def test_live_events_arrive_while_running(client, worker, setup) -> None:  # type: ignore[no-untyped-def]
+    job = start(client, setup, epochs=30)
+    seen: list[str] = []
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as response:
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                seen.append(line[7:])
+            if seen.count("metric") >= 3:
+                break
+    assert "status" in seen and seen.count("metric") >= 3
+    client.post(f"/api/jobs/{job['id']}/cancel")
+    assert wait_job(client, job["id"], finished)["status"] == "cancelled"
