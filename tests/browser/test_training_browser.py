@@ -4,6 +4,7 @@ and the new model version appears. Takes a few minutes: it is a real training ru
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,10 @@ def chart_points(page) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("TUNELAB_RUN_SLOW") != "1",
+    reason="a real SmolLM2 training run takes 6-20 minutes on 2 cores; set TUNELAB_RUN_SLOW=1",
+)
 def test_demo_set_trains_live_to_a_new_version(page, live_server, worker) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{live_server}/projects")
     page.fill("#f-name", "张家界导游")
@@ -57,3 +62,43 @@ def test_demo_set_trains_live_to_a_new_version(page, live_server, worker) -> Non
     expect(page.locator("#job-version")).to_contain_text("v1")
     page.click("nav.breadcrumb a:nth-child(2)")
     expect(page.locator("#version-table")).to_contain_text(":v1")
+
+
+def test_live_chart_on_a_tiny_model(page, live_server, worker, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    """The same page with the tiny random model: the chart grows while the job runs, a reload
+    keeps the curve, and the finished run appears as a version."""
+    import json
+
+    import httpx
+
+    api = httpx.Client(base_url=live_server, timeout=30)
+    model = api.post("/api/models", json={"path": str(tiny_model_dir)}).json()
+    project = api.post(
+        "/api/projects", json={"name": "tiny live", "base_model": model["id"]}
+    ).json()
+    rows = [{"instruction": f"景点 {i}？", "output": f"在武陵源 {i}。"} for i in range(40)]
+    content = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+    dataset = api.post(
+        f"/api/projects/{project['id']}/datasets", files={"file": ("rows.jsonl", content)}
+    ).json()
+    page.goto(f"{live_server}/projects/{project['id']}/runs/new")
+    page.select_option("#f-dataset_id", str(dataset["id"]))
+    page.fill("#f-max_length", "64")
+    page.fill("#f-epochs", "30")
+    page.fill("#f-batch_size", "2")
+    page.click("#start-training")
+    expect(page.locator("#job-status[data-status=running]")).to_be_visible(timeout=60_000)
+    seen: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len({n for n in seen if n > 0}) < 3:
+        seen.append(chart_points(page))
+        time.sleep(0.3)
+    assert len({n for n in seen if n > 0}) >= 3, f"chart did not grow live: {seen}"
+    before = chart_points(page)
+    page.reload()
+    page.wait_for_function(
+        f"Number(document.getElementById('loss-chart').dataset.points) >= {before}", timeout=5_000
+    )
+    page.click("#stop-save")
+    expect(page.locator("#job-status[data-status=succeeded]")).to_be_visible(timeout=60_000)
+    expect(page.locator("#job-version")).to_contain_text("v1")
