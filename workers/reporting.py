@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from app import events
 from app.db import session_scope
@@ -54,6 +54,23 @@ class BusReporter:
                 delete(MetricPoint).where(
                     MetricPoint.job_id == self.job_id, MetricPoint.step > resumed
                 )
+            )
+            # A worker killed between two flushes computed steps the database never got; the
+            # live stream still has them, so the curve up to the checkpoint stays unbroken.
+            stored = set(
+                session.scalars(select(MetricPoint.step).where(MetricPoint.job_id == self.job_id))
+            )
+            try:
+                missed = {
+                    data["step"]: data
+                    for _id, kind, data in events.read_all(self.redis, self.job_id)
+                    if kind == "metric" and data["step"] <= resumed and data["step"] not in stored
+                }
+            except Exception:  # Redis lost the stream too: nothing more to recover
+                missed = {}
+            session.add_all(
+                MetricPoint(job_id=self.job_id, step=step, data=data)
+                for step, data in sorted(missed.items())
             )
             job = session.get(TrainingJob, self.job_id)
             if job is not None:
