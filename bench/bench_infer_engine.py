@@ -8,7 +8,15 @@ alike; the best round of each counts):
 Every stream generates exactly --new-tokens tokens (EOS ignored). PASS when single is at least
 1.5x baseline and batch at least 3x single.
 
-    .venv/bin/python bench/bench_infer_engine.py [--model smollm2-135m-instruct] [--rounds 2]
+Threads: torch's OpenMP runtime (libgomp) gives every thread that runs torch ops its own team
+of workers and, once more worker threads exist than CPUs, stops letting idle workers spin, so
+every parallel region then pays a futex wake-up (measured: engine decode 45 instead of 63
+tok/s while another thread's team lives). A Celery worker's pool threads only wait on the
+engine, so the loop thread's team is alone there; the bench reproduces that by running the
+baseline, the model loads and the adapter building on short-lived threads (a team dies with
+its thread), and the baseline while no scheduler runs.
+
+    .venv/bin/python bench/bench_infer_engine.py [--model smollm2-135m-instruct] [--rounds 3]
         [--data-dir DIR]   (a data dir whose model cache is ready skips the ~20 s conversion)
 """
 
@@ -18,9 +26,11 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -32,6 +42,7 @@ from workers.inference import GenerationRequest, InferenceEngine, Scheduler  # n
 from workers.ml.loading import load_model  # noqa: E402
 
 QUESTION = "What is the capital of France? Answer briefly."
+T = TypeVar("T")
 
 
 class FirstTokenClock:
@@ -102,7 +113,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     temp = Path(tempfile.mkdtemp(prefix="tunelab-infer-bench-"))
     data_dir = args.data_dir or temp
@@ -112,53 +123,92 @@ def main() -> int:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, data_dir: Path, temp: Path) -> int:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
-    started = time.perf_counter()
-    engine = InferenceEngine(data_dir, memory_budget_bytes=4 << 30, device="cpu")
-    engine.ensure_base(args.model)  # converts the GGUF on a fresh data dir
-    print(f"engine load: {time.perf_counter() - started:.1f} s, dtype {engine.dtype}")
-    reference = load_model(args.model, data_dir=data_dir, device="cpu", dtype="float32").model
-    for name, seed in (("A", 1), ("B", 2)):
-        engine.register_adapter(args.model, name, make_adapter(reference, temp / name, seed))
+def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) on a short-lived thread, whose OpenMP team dies with it (see the docstring)."""
+    box: dict[str, Any] = {}
 
-    def request(adapter: str, index: int = 0) -> GenerationRequest:
+    def target() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # re-raised on the calling thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def measure(args: argparse.Namespace, data_dir: Path, temp: Path) -> dict[str, Any]:
+    engine = InferenceEngine(data_dir, memory_budget_bytes=4 << 30, device="cpu")
+
+    def request(
+        adapter: str | None, index: int = 0, tokens: int = args.new_tokens
+    ) -> GenerationRequest:
         return GenerationRequest(
             f"{adapter}{index}", args.model, adapter, [{"role": "user", "content": QUESTION}],
-            temperature=0.0, max_new_tokens=args.new_tokens, ignore_eos=True,
+            temperature=0.0, max_new_tokens=tokens, ignore_eos=True,
         )  # fmt: skip
 
+    started = time.perf_counter()
+    with Scheduler(engine) as scheduler:  # the loop thread loads (and converts) the base
+        done = scheduler.submit(request(None, tokens=1)).result(timeout=600).done
+    print(f"engine load: {time.perf_counter() - started:.1f} s, dtype {engine.dtype}")
+    if done.finish_reason != "length":
+        sys.exit(f"engine failed: {done}")
+    reference = in_thread(
+        lambda: load_model(args.model, data_dir=data_dir, device="cpu", dtype="float32").model
+    )
+    for name, seed in (("A", 1), ("B", 2)):
+        engine.register_adapter(
+            args.model, name, in_thread(make_adapter, reference, temp / name, seed)
+        )
     prompt = engine.encode_prompt(engine.ensure_base(args.model), request("A"))
     print(f"prompt: {len(prompt)} tokens, {args.new_tokens} new tokens per stream")
     batch = [request("A" if i % 2 == 0 else "B", i) for i in range(8)]
-    results: dict[str, list[tuple[float, float]]] = {"baseline": [], "single": [], "batch": []}
-    with Scheduler(engine) as scheduler:
-        engine_run(scheduler, [request("A")] * 2)  # warm-up: attaches the adapters
-        baseline(reference, prompt, 8)
-        for round_index in range(args.rounds):
-            results["baseline"].append(baseline(reference, prompt, args.new_tokens))
-            results["single"].append(engine_run(scheduler, [request("A")]))
-            results["batch"].append(engine_run(scheduler, batch))
-            line = ", ".join(f"{k} {v[-1][0]:.1f} tok/s" for k, v in results.items())
-            print(f"round {round_index + 1}: {line}")
-        batch_sizes = dict(scheduler.stats.batch_sizes)
-        mixed = scheduler.stats.mixed_adapter_steps
-        base_only = engine_run(scheduler, [request(None)])  # type: ignore[arg-type]
+    in_thread(baseline, reference, prompt, 8)  # warm-up
+    results: dict[str, list[tuple[float, float]]] = {}
+    for round_index in range(args.rounds):
+        # The baseline runs while no scheduler runs, the engine while no baseline thread lives.
+        results.setdefault("baseline", []).append(
+            in_thread(baseline, reference, prompt, args.new_tokens)
+        )
+        with Scheduler(engine) as scheduler:
+            engine_run(scheduler, [request("A"), request("B")])  # warm-up, attaches adapters
+            for name, requests in (
+                ("single", [request("A")]),
+                ("no_lora", [request(None)]),
+                ("batch", batch),
+            ):
+                results.setdefault(name, []).append(engine_run(scheduler, requests))
+            stats = scheduler.stats
+        line = ", ".join(f"{k} {v[-1][0]:.1f}" for k, v in results.items())
+        print(f"round {round_index + 1} (tok/s): {line}")
+    return {"results": results, "stats": stats}
+
+
+def run(args: argparse.Namespace, data_dir: Path, temp: Path) -> int:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
+    started = time.perf_counter()
+    measured = measure(args, data_dir, temp)
+    results, stats = measured["results"], measured["stats"]
     best = {k: (max(t for t, _ in v), min(f for _, f in v)) for k, v in results.items()}
-    print()
-    print(
-        f"baseline fp32 generate : {best['baseline'][0]:7.1f} tok/s  TTFT {best['baseline'][1] * 1e3:6.0f} ms"
-    )
-    print(
-        f"engine single (LoRA A) : {best['single'][0]:7.1f} tok/s  TTFT {best['single'][1] * 1e3:6.0f} ms"
-    )
-    print(
-        f"engine 8 streams (A+B) : {best['batch'][0]:7.1f} tok/s total, mean TTFT {best['batch'][1] * 1e3:.0f} ms"
-    )
-    print(
-        f"engine single, no LoRA : {base_only[0]:7.1f} tok/s (LoRA cost {1 - best['single'][0] / base_only[0]:.0%})"
-    )
-    print(f"decode batch sizes {batch_sizes}, mixed-adapter steps {mixed}, load {os.getloadavg()}")
+    labels = {
+        "baseline": "baseline fp32 generate, 1 stream",
+        "single": "engine, 1 stream, LoRA A",
+        "no_lora": "engine, 1 stream, no adapter",
+        "batch": "engine, 8 streams (4 A + 4 B)",
+    }
+    print(f"\n{'best of ' + str(args.rounds) + ' rounds':34s} {'tok/s':>8s} {'TTFT ms':>8s}")
+    for name, label in labels.items():
+        print(f"{label:34s} {best[name][0]:8.1f} {best[name][1] * 1e3:8.0f}")
+    lora_cost = 1 - best["single"][0] / best["no_lora"][0]
+    print(f"unmerged LoRA cost: {lora_cost:.0%} of single-stream speed")
+    print(f"last round: decode batch sizes {dict(stats.batch_sizes)}")
+    print(f"last round: mixed-adapter decode steps {stats.mixed_adapter_steps}")
+    print(f"loop threads {stats.threads}, load {os.getloadavg()}")
     single_ratio = best["single"][0] / best["baseline"][0]
     batch_ratio = best["batch"][0] / best["single"][0]
     checks = [

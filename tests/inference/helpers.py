@@ -11,7 +11,7 @@ import torch
 
 from workers.inference import GenerationRequest
 
-FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma3_text")
+FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "gemma3_text", "phi3")
 
 
 def build_family_model(folder: Path, tokenizer: Any, family: str, seed: int = 0) -> Path:

@@ -129,3 +129,18 @@ def test_bf16_engine_generates(make_engine: Callable[..., InferenceEngine], base
             greedy(base_dir, None, "hi", max_new_tokens=10, ignore_eos=True)
         ).result(timeout=60)
     assert result.done.completion_tokens == 10 and result.done.finish_reason == "length"
+
+
+def test_the_engine_is_pure_ml() -> None:
+    # Celery, Redis, databases and the web stack belong to the callers, never to the engine.
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, workers.inference, workers.inference.scheduler, workers.inference.hf_runner;"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(ast.literal_eval(out.stdout))
+    assert not loaded & {"celery", "kombu", "redis", "sqlalchemy", "fastapi", "starlette"}

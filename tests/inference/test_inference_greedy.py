@@ -58,6 +58,6 @@ def test_other_families_match_generate(
     prompt, base_ids = _run(engine, greedy(folder, None, PROMPT))
     _, adapter_ids = _run(engine, greedy(folder, "x", PROMPT))
     runner = engine.ensure_base(str(folder)).runner
-    assert isinstance(runner, HFRunner if family == "gemma3_text" else LlamaRunner)
+    assert isinstance(runner, HFRunner if family == "phi3" else LlamaRunner)
     assert base_ids == reference_ids(folder, prompt, 24)
     assert adapter_ids == reference_ids(folder, prompt, 24, adapter=adapter)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.inference.helpers import build_adapter
-from workers.inference import InferenceEngine
+from workers.inference import InferenceEngine, llama_runner
 from workers.inference.lora import LoraAdapter, LoraBank, LoraModule, ProjectionGroup, apply_lora
 
 PROMPTS = [
@@ -80,3 +80,41 @@ def test_lora_plan_mixes_adapters_per_row() -> None:
             if module is not None:
                 expected[start:end] = module.b @ (module.a @ inputs[row]) * module.scale
         torch.testing.assert_close(out[row], expected)
+
+
+def test_large_idle_cache_is_released(
+    make_engine: Callable[..., InferenceEngine], base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llama_runner, "IDLE_CAPACITY", 300)
+    runner = make_engine().ensure_base(str(base_dir)).runner
+    runner.prefill(list(range(1, 100)), None)
+    runner.prefill([1, 2, 3], None)
+    for _ in range(10):
+        runner.decode([5, 6])
+    held = runner.cache.nbytes
+    runner.remove_row(1)
+    runner.remove_row(0)
+    assert runner.cache.nbytes == held > 0  # 256 positions: small enough to keep
+    runner.prefill(list(range(1, 400)), None)
+    assert runner.cache.capacity > 300
+    runner.remove_row(0)
+    assert runner.cache.nbytes == 0
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "mistral", "gemma3_text", "phi3"])
+def test_logits_match_the_transformers_forward(
+    make_engine: Callable[..., InferenceEngine], family_dir: Callable[[str], Path], family: str
+) -> None:
+    # Logits, not only greedy tokens: a random tiny model can keep its argmax through a
+    # real bug (e.g. a missing sliding window), its logits cannot.
+    from transformers import AutoModelForCausalLM
+
+    folder = family_dir(family)
+    runner = make_engine().ensure_base(str(folder)).runner
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = [(i * 7919) % 5000 + 100 for i in range(40)]  # longer than the 12-token windows
+    got = [runner.prefill(ids[:30], None)] + [runner.decode([t])[0] for t in ids[30:]]
+    runner.clear()
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0, 29:]
+    torch.testing.assert_close(torch.stack(got), expected, atol=1e-4, rtol=1e-4)

@@ -9,7 +9,8 @@
             ...
 
 Requests for different adapters of one base share each forward pass (see lora.py and
-scheduler.py); Llama-family bases run on a lean batched decoder (llama_runner.py).
+scheduler.py) on the lean batched runner (llama_runner.py: llama, mistral, qwen2, qwen3,
+gemma3_text); other architectures fall back to transformers' forward (hf_runner.py).
 """
 
 from workers.inference.engine import InferenceEngine, LoadedBase

@@ -1,4 +1,4 @@
-"""Fallback executor for architectures the lean decoder does not know (Gemma 3, Phi, ...).
+"""Fallback executor for architectures the lean runner does not know (Phi-3, OLMo, GPT-2, ...).
 
 It runs the transformers forward itself, so any causal LM that loads can be served, with one
 DynamicCache per sequence and LoRA applied through forward hooks on every nn.Linear (the same
@@ -6,7 +6,7 @@ LoraBank math as the lean path). Limitation: a decode step runs one forward per 
 merging per-sequence caches of arbitrary cache types (sliding-window, hybrid) into one padded
 batch depends on transformers internals that change between releases. Concurrent requests are
 still interleaved token by token (none waits for another to finish), but throughput is that of
-a single stream. Llama-family models never take this path.
+a single stream. Llama, Mistral, Qwen 2/3 and Gemma 3 never take this path.
 """
 
 import inspect

@@ -1,4 +1,4 @@
-"""Lean batched decoder for Llama-family models with per-row LoRA (see llama_weights.py).
+"""Lean batched runner for Llama-like decoders with per-row LoRA (families: llama_weights.py).
 
 Why not the transformers forward: at batch 1 on a CPU a 135M model spends much of a decode step
 in Python and small-op overhead (module calls, cache bookkeeping, mask building, peft's
@@ -22,6 +22,12 @@ from torch import nn
 from workers.inference.kv_cache import SlotKVCache
 from workers.inference.llama_weights import PER_LAYER, prepare_weights
 from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, apply_lora
+
+IDLE_CAPACITY = 1024  # cache positions kept allocated while no sequence is active
+
+
+# Per layer kind, for the tokens of one forward pass: RoPE cos, RoPE sin, attention mask.
+_Context = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 @dataclass
@@ -87,10 +93,18 @@ class LlamaRunner:
         if self._staging is not None and self._staging.done:
             self.cache.move_row(last + 1, last, self._staging.done)  # the staged row follows
         self._plan_stale = True
+        self._shrink_when_idle()
 
     def clear(self) -> None:
         self.lengths, self.row_adapters, self._staging = [], [], None
         self._plan_stale = True
+        self._shrink_when_idle()
+
+    def _shrink_when_idle(self) -> None:
+        # The cache only grows while busy (every row gets the longest row's capacity); once
+        # the batch is empty, give back a large one instead of holding it for the next burst.
+        if not self.lengths and self._staging is None and self.cache.capacity > IDLE_CAPACITY:
+            self.cache.release()
 
     def begin(self, prompt_ids: list[int], adapter_id: str | None) -> None:
         if self._staging is not None or self.rows >= self.max_rows:
@@ -113,21 +127,23 @@ class LlamaRunner:
         chunk = staging.ids[start : start + max_tokens]
         end = start + len(chunk)
         self.cache.reserve(row + 1, end)
-        mask = None
-        window = self.w.window
-        if start > 0 or (window is not None and end > window):
-            # Causal with an offset for the cached part of the prompt (SDPA's is_causal
-            # assumes no offset), limited to the window where there is one.
-            query = torch.arange(start, end, device=self.device)[:, None]
-            key = torch.arange(end, device=self.device)[None, :]
-            mask = key <= query
-            if window is not None:
-                mask &= key > query - window
+        contexts: dict[str, _Context] = {}
+        for kind, (cos, sin) in self.w.tables.items():
+            window = self.w.windows[kind]
+            mask = None
+            if start > 0 or (window is not None and end > window):
+                # Causal with an offset for the cached part of the prompt (SDPA's is_causal
+                # assumes none), limited to the window where there is one.
+                query = torch.arange(start, end, device=self.device)[:, None]
+                key = torch.arange(end, device=self.device)[None, :]
+                mask = key <= query
+                if window is not None:
+                    mask &= key > query - window
+            contexts[kind] = (cos[start:end, None], sin[start:end, None], mask)
         last = end == len(staging.ids)
         logits = self._forward(
-            torch.tensor(chunk, device=self.device), self.w.cos[start:end, None],
-            self.w.sin[start:end, None], self.bank.plan([staging.adapter_id]),
-            prefill=(row, start, mask), logits=last,
+            torch.tensor(chunk, device=self.device), contexts,
+            self.bank.plan([staging.adapter_id]), prefill=(row, start), logits=last,
         )  # fmt: skip
         staging.done = end
         if not last:
@@ -157,21 +173,25 @@ class LlamaRunner:
         longest = max(self.lengths) + 1
         self.cache.reserve(rows, longest)
         positions = torch.tensor(self.lengths, device=self.device)
-        window = self.w.window
-        mask = None
-        if min(self.lengths) != longest - 1 or (window is not None and longest > window):
-            # Rows of different lengths (or a sliding window): hide each row's unused tail.
-            keys = torch.arange(longest, device=self.device)[None, :]
-            mask = keys <= positions[:, None]
-            if window is not None:
-                mask &= keys > positions[:, None] - window
-            mask = mask[:, None, None, :]
+        keys = torch.arange(longest, device=self.device)[None, :]
+        ragged = min(self.lengths) != longest - 1
+        contexts: dict[str, _Context] = {}
+        for kind, (cos, sin) in self.w.tables.items():
+            window = self.w.windows[kind]
+            mask = None
+            if ragged or (window is not None and longest > window):
+                # Rows of different lengths (or a window): hide what each row must not see.
+                mask = keys <= positions[:, None]
+                if window is not None:
+                    mask &= keys > positions[:, None] - window
+                mask = mask[:, None, None, :]
+            contexts[kind] = (cos[positions][:, None], sin[positions][:, None], mask)
         if self._plan_stale:
             self._plan = self.bank.plan(self.row_adapters)
             self._plan_stale = False
         logits = self._forward(
-            torch.tensor(tokens, device=self.device), self.w.cos[positions][:, None],
-            self.w.sin[positions][:, None], self._plan, decode=(positions, longest, mask),
+            torch.tensor(tokens, device=self.device), contexts, self._plan,
+            decode=(positions, longest),
         )  # fmt: skip
         self.lengths = [n + 1 for n in self.lengths]
         assert logits is not None
@@ -182,79 +202,93 @@ class LlamaRunner:
         swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
         return torch.addcmul(x * cos, swapped, sin)
 
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.w.gemma:  # Gemma normalises and scales in fp32, then rounds once
+            return F.rms_norm(x.float(), (x.shape[-1],), weight, self.w.eps).to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), weight, self.w.eps)
+
     def _forward(
         self,
         tokens: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        contexts: dict[str, _Context],
         plan: LoraPlan | None,
         *,
-        prefill: tuple[int, int, torch.Tensor | None] | None = None,
-        decode: tuple[torch.Tensor, int, torch.Tensor | None] | None = None,
+        prefill: tuple[int, int] | None = None,
+        decode: tuple[torch.Tensor, int] | None = None,
         logits: bool = True,
     ) -> torch.Tensor | None:
         """Run `tokens` [N] through every layer; float32 logits of the last token(s).
 
-        prefill=(row, start, mask): N consecutive prompt tokens of one row from `start`.
-        decode=(positions, longest, mask): one token for each of N rows at its own position.
+        prefill=(row, start): N consecutive prompt tokens of one row from position `start`.
+        decode=(positions, longest): one token for each of N rows at its own position.
+        contexts: per layer kind, (cos, sin, attention mask) for these tokens.
         """
         w = self.w
         entries = plan.entries if plan is not None else (None,) * len(w.groups)
-        heads, kv_heads, hd, d = w.heads, w.kv_heads, w.head_dim, w.hidden
+        heads, kv_heads, hd = w.heads, w.kv_heads, w.head_dim
         count = tokens.shape[0]
         q_size, kv_size = heads * hd, kv_heads * hd
         rows = torch.arange(count, device=self.device)
         x = F.embedding(tokens, w.embed)
+        if w.embed_scale is not None:
+            x = x * w.embed_scale
         for index, layer in enumerate(w.layers):
             slot = index * PER_LAYER
+            cos, sin, mask = contexts[layer.kind]
             keys, values = self.cache.keys[index], self.cache.values[index]
-            h = F.rms_norm(x, (d,), layer.ln1, w.eps)
+            h = self._norm(x, layer.ln1)
             qkv = apply_lora(F.linear(h, layer.qkv, layer.qkv_bias), h, entries[slot])
             qkv = qkv.to(self.attn_dtype)
             v = qkv[:, q_size + kv_size :].view(count, kv_heads, hd)
             if layer.q_norm is not None and layer.k_norm is not None:
-                q = qkv[:, :q_size].view(count, heads, hd)
+                q = F.rms_norm(qkv[:, :q_size].view(count, heads, hd), (hd,), layer.q_norm, w.eps)
                 k = qkv[:, q_size : q_size + kv_size].view(count, kv_heads, hd)
-                q = F.rms_norm(q, (hd,), layer.q_norm, w.eps)
-                k = F.rms_norm(k, (hd,), layer.k_norm, w.eps)
-                qk = torch.cat((q, k), dim=1)
+                qk = torch.cat((q, F.rms_norm(k, (hd,), layer.k_norm, w.eps)), dim=1)
             else:
                 qk = qkv[:, : q_size + kv_size].view(count, heads + kv_heads, hd)
             # One RoPE for queries and keys together: they are adjacent in the fused output.
             qk = self._rope(qk, cos, sin)
             q, k = qk[:, :heads], qk[:, heads:]
             if decode is not None:
-                positions, longest, mask = decode
+                positions, longest = decode
                 keys[rows, :, positions] = k
                 values[rows, :, positions] = v
                 out = F.scaled_dot_product_attention(
                     q[:, :, None], keys[:count, :, :longest], values[:count, :, :longest],
-                    attn_mask=mask, enable_gqa=True,
+                    attn_mask=mask, enable_gqa=True, scale=w.attn_scale,
                 )  # fmt: skip
                 attn = out.reshape(count, q_size).to(self.dtype)
             else:
                 assert prefill is not None
-                row, start, mask = prefill
+                row, start = prefill
                 end = start + count
                 keys[row, :, start:end] = k.transpose(0, 1)
                 values[row, :, start:end] = v.transpose(0, 1)
                 out = F.scaled_dot_product_attention(
                     q.transpose(0, 1)[None], keys[row : row + 1, :, :end],
                     values[row : row + 1, :, :end], attn_mask=mask,
-                    is_causal=mask is None, enable_gqa=True,
+                    is_causal=mask is None, enable_gqa=True, scale=w.attn_scale,
                 )  # fmt: skip
                 attn = out[0].transpose(0, 1).reshape(count, q_size).to(self.dtype)
-            x = torch.addmm(x, attn, layer.o.T)
-            if layer.o_bias is not None:
-                x += layer.o_bias
-            apply_lora(x, attn, entries[slot + 1])
-            h = F.rms_norm(x, (d,), layer.ln2, w.eps)
+            if layer.post_attn_norm is None:
+                x = apply_lora(torch.addmm(x, attn, layer.o.T), attn, entries[slot + 1])
+                if layer.o_bias is not None:
+                    x += layer.o_bias
+            else:
+                o = apply_lora(F.linear(attn, layer.o, layer.o_bias), attn, entries[slot + 1])
+                x = x + self._norm(o, layer.post_attn_norm)
+            h = self._norm(x, layer.ln2)
             gate_up = apply_lora(h @ layer.gate_up.T, h, entries[slot + 2])
-            act = F.silu(gate_up[:, : w.intermediate]) * gate_up[:, w.intermediate :]
-            x = apply_lora(torch.addmm(x, act, layer.down.T), act, entries[slot + 3])
+            gate, up = gate_up[:, : w.intermediate], gate_up[:, w.intermediate :]
+            act = (F.gelu(gate, approximate="tanh") if w.gemma else F.silu(gate)) * up
+            if layer.post_ff_norm is None:
+                x = apply_lora(torch.addmm(x, act, layer.down.T), act, entries[slot + 3])
+            else:
+                down = apply_lora(act @ layer.down.T, act, entries[slot + 3])
+                x = x + self._norm(down, layer.post_ff_norm)
         if not logits:
             return None
         if prefill is not None:
             x = x[-1:]  # only the last prompt position predicts a token
-        h = F.rms_norm(x, (d,), w.final_norm, w.eps)
+        h = self._norm(x, w.final_norm)
         return apply_lora(h @ w.lm_head.T, h, entries[-1]).float()

@@ -203,15 +203,18 @@ class LoraBank:
     def remove(self, adapter_id: str) -> None:
         self._adapters.pop(adapter_id, None)
 
-    def plan(self, row_adapters: Sequence[str | None], tokens_per_row: int = 1) -> LoraPlan | None:
-        """How to apply LoRA for rows using these adapters (None: no row uses an adapter)."""
+    def plan(self, row_adapters: Sequence[str | None]) -> LoraPlan | None:
+        """How to apply LoRA to rows (one token each, or one row) using these adapters.
+
+        None when no row uses an adapter. Built once per change of the batch, not per step.
+        """
         active = list(dict.fromkeys(a for a in row_adapters if a is not None))
         if not active:
             return None
         uniform = len(active) == 1 and None not in row_adapters
         owner_of_row = torch.tensor(
             [active.index(a) if a is not None else -1 for a in row_adapters], device=self.device
-        ).repeat_interleave(tokens_per_row)
+        )
         entries: list[PlanEntry | None] = []
         for index in range(len(self.groups)):
             parts = [(k, self._adapters[a][index]) for k, a in enumerate(active)]

@@ -17,8 +17,9 @@ class Runner(Protocol):
     """What the scheduler needs from a model executor.
 
     Implementations MUST keep row order stable except for remove_row's documented swap, MUST
-    return float32 logits, and MUST leave their state unchanged when prefill raises. They are
-    NOT thread-safe: one engine loop thread drives a runner.
+    return float32 logits, MUST leave their active rows unchanged when a prefill step raises
+    (the scheduler then calls abort_prefill), and MUST keep a staged sequence intact across
+    remove_row. They are NOT thread-safe: one engine loop thread drives a runner.
     """
 
     max_rows: int  # most sequences decoded together
@@ -67,16 +68,16 @@ class Runner(Protocol):
         ...
 
     def remove_row(self, row: int) -> None:
-        """Drop a row; the last row (if another) takes its index."""
+        """Drop a row; the last row (if another) takes its index; a staged one moves up too."""
         ...
 
     def clear(self) -> None:
-        """Drop every row (after a failed step)."""
+        """Drop every row and any staged sequence (after a failed step)."""
         ...
 
 
 def make_runner(model: nn.Module, *, max_rows: int, max_length: int) -> Runner:
-    """The lean batched decoder when the architecture allows it, else the generic fallback."""
+    """The lean batched runner when the architecture allows it, else the generic fallback."""
     from workers.inference.hf_runner import HFRunner
     from workers.inference.llama_runner import LlamaRunner
     from workers.inference.llama_weights import unsupported_reason

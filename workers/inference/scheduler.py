@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -28,6 +29,7 @@ from workers.inference.errors import EngineClosed
 from workers.inference.events import FinishReason, GenerationRequest
 from workers.inference.handle import GenerationHandle, SequenceState
 from workers.inference.sampling import RowSampler, SamplingParams, choose_tokens
+from workers.inference.threads import LoopThreads
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class SchedulerStats:
     prefill_chunks: int = 0
     batch_sizes: Counter[int] = field(default_factory=Counter)  # rows per decode step
     mixed_adapter_steps: int = 0  # decode steps whose rows used more than one adapter (or none)
+    threads: int = 0  # intra-op threads the loop thread uses now
+    thread_switches: int = 0
 
 
 class Scheduler:
@@ -57,8 +61,18 @@ class Scheduler:
         *,
         max_batch_size: int | None = None,
         prefill_chunk: int = 256,
+        threads: int | Literal["auto"] | None = None,
     ) -> None:
+        """threads: intra-op threads for the loop thread.
+
+        None leaves torch's setting alone. An int fixes it; "auto" lets ThreadTuner pick all
+        usable CPUs or 1 by timing decode steps (threads.py). Either SHOULD only be used in a
+        process dedicated to inference: torch.set_num_threads also becomes the count of
+        threads the process creates later (measured with the OpenMP backend). The loop
+        restores the previous count when it stops.
+        """
         self.engine = engine
+        self._threads = LoopThreads(threads)
         self.max_batch_size = max_batch_size or engine.max_batch_size
         self.prefill_chunk = prefill_chunk
         self.stats = SchedulerStats()
@@ -109,6 +123,15 @@ class Scheduler:
     # -- the loop thread ---------------------------------------------------------------------
 
     def _loop(self) -> None:
+        self._threads.start()
+        self.stats.threads = self._threads.current
+        try:
+            self._serve()
+        finally:
+            self._threads.stop()
+            self._shutdown()
+
+    def _serve(self) -> None:
         while True:
             with self._wake:
                 while not (self._closing or self._inbox or self._waiting or self._busy()):
@@ -129,7 +152,6 @@ class Scheduler:
             except Exception as exc:  # a bug must never leave requests hanging
                 log.exception("inference loop step failed")
                 self._fail_batch(exc)
-        self._shutdown()
 
     def _busy(self) -> bool:
         return bool(self._active) or self._staged is not None
@@ -216,7 +238,11 @@ class Scheduler:
 
     def _decode_step(self) -> None:
         runner = self._active[0].base.runner  # type: ignore[union-attr]
+        threads = self.stats.threads = self._threads.before_step()
+        started = time.perf_counter()
         logits = runner.decode([s.last_token for s in self._active])
+        self._threads.after_step(threads, len(self._active), time.perf_counter() - started)
+        self.stats.thread_switches = self._threads.switches
         self.stats.decode_steps += 1
         self.stats.batch_sizes[len(self._active)] += 1
         if len({s.request.adapter_id for s in self._active}) > 1:
