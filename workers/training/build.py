@@ -40,7 +40,12 @@ def build_peft_model(model: Any, config: TrainingConfig) -> PeftModel:
     """Wrap the base model with fresh LoRA weights (seeded by the caller); base frozen."""
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input-embedding grad hook, unlike the old one.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed the switch (the old name warns); older releases only have it.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
     return get_peft_model(model, lora_config(config))
 
