@@ -1,5 +1,7 @@
 """Take the README's screenshots: start `tunelab up` on a fresh data dir, fill in some state
-through the API, and photograph the main pages with Debian's headless Chromium.
+through the API, and photograph the main pages with Debian's headless Chromium. The last two
+come from a real quick-preset training run on the demo set (a few minutes on a CPU): its job
+page while the loss chart grows, then a chat comparing the new version with the base model.
 
     .venv/bin/python scripts/screenshots.py            # writes docs/screenshots/*.png
 """
@@ -83,7 +85,33 @@ def shoot(ids: dict[str, int]) -> None:
         page.click("#upload-form button[type=submit]")
         page.wait_for_selector("#upload-report")
         page.locator("#datasets-section").screenshot(path=str(OUT / "upload-report.png"))
+        shoot_training(page, ids)
         browser.close()
+
+
+def shoot_training(page, ids: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    api = httpx.Client(base_url=BASE, timeout=30)
+    job = api.post(
+        f"/api/projects/{ids['project']}/jobs",
+        json={"dataset_id": ids["dataset"], "preset": "quick"},
+    ).json()
+    page.goto(f"{BASE}/jobs/{job['id']}")
+    page.wait_for_function(
+        "Number(document.getElementById('loss-chart').dataset.points) >= 20", timeout=900_000
+    )
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(OUT / "job.png"), full_page=True)
+    page.wait_for_selector("#job-status[data-status=succeeded]", timeout=900_000)
+    # Compare the new version with the base model on one question.
+    page.goto(f"{BASE}/projects/{ids['project']}/chat")
+    page.click("#new-chat")
+    page.fill("#chat-text", "张家界国家森林公园有什么好玩的？")
+    page.click("#send")
+    page.wait_for_function(
+        "document.querySelectorAll('.answer-stats').length >= 2", timeout=300_000
+    )
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(OUT / "chat.png"), full_page=True)
 
 
 def main() -> None:
