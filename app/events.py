@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.client import Pipeline
 
 from app.config import get_settings
 from app.redis_keys import job_stream_key
@@ -27,20 +28,22 @@ def publish(client: redis.Redis, job_id: int, kind: str, data: dict[str, Any]) -
 
 
 def publish_to(
-    client: redis.Redis, key: str, kind: str, data: dict[str, Any], ttl_s: int | None = None
+    client: redis.Redis | Pipeline,
+    key: str,
+    kind: str,
+    data: dict[str, Any],
+    ttl_s: int | None = None,
 ) -> str:
-    """Append one event to any stream; `ttl_s` lets short-lived streams (chat answers) expire."""
-    entry_id = str(
-        client.xadd(
-            key,
-            {"type": kind, "data": json.dumps(data)},
-            maxlen=STREAM_MAXLEN,
-            approximate=True,
-        )
+    """Append one event to any stream; `ttl_s` lets short-lived streams (chat answers) expire.
+
+    Returns the entry id; on a pipeline the commands are only queued and the id is "".
+    """
+    entry_id = client.xadd(
+        key, {"type": kind, "data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True
     )
     if ttl_s:
         client.expire(key, ttl_s)
-    return entry_id
+    return "" if isinstance(client, Pipeline) else str(entry_id)
 
 
 def read_all(client: redis.Redis, job_id: int) -> list[tuple[str, str, dict[str, Any]]]:

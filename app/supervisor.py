@@ -63,6 +63,13 @@ def web_command(host: str, port: int) -> list[str]:
     ]
 
 
+# Pool threads of the infer/data/export worker. Each streaming chat holds one thread for its
+# whole answer (it relays tokens from the shared engine), so the pool must exceed the engine's
+# batch of 8 or chats beyond the pool size wait for others to finish: with 4 threads, 8
+# concurrent chats ran 4 at a time. The rest leaves room for dataset and export tasks.
+THREAD_POOL_SIZE = 12
+
+
 def worker_command(queues: Sequence[str], name: str, concurrency: int | None = None) -> list[str]:
     """A Celery worker. `train` gets a fresh process per job (GPU memory is returned) and one job
     at a time; the other queues share a thread pool so a chat never waits behind an export."""
@@ -84,7 +91,7 @@ def worker_command(queues: Sequence[str], name: str, concurrency: int | None = N
     ]
     if "train" in queues:
         return [*base, "--pool", "prefork", "--concurrency", "1", "--max-tasks-per-child", "1"]
-    return [*base, "--pool", "threads", "--concurrency", str(concurrency or 4)]
+    return [*base, "--pool", "threads", "--concurrency", str(concurrency or THREAD_POOL_SIZE)]
 
 
 @dataclass
