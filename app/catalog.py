@@ -136,6 +136,12 @@ def model_cache_dir(data_dir: str | Path, entry_id: str) -> Path:
     return Path(data_dir) / "models" / entry_id
 
 
+def hub_cache_dir(data_dir: str | Path, repo_id: str) -> Path:
+    """Where a hub model's files are downloaded (the web reads them, a worker writes them)."""
+    org, name = validate_hub_id(repo_id).split("/")
+    return Path(data_dir) / "models" / "hub" / f"{org}--{name}"
+
+
 def is_complete(folder: str | Path) -> bool:
     return (Path(folder) / SENTINEL_NAME).is_file()
 

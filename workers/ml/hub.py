@@ -14,18 +14,13 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import errors as hub_errors
 from huggingface_hub.utils import tqdm as hub_tqdm
 
-from app.catalog import InvalidHubIdError, is_complete, validate_hub_id
+from app.catalog import InvalidHubIdError, hub_cache_dir, is_complete
 from workers.ml.errors import InvalidModelSource, ModelUnavailable
 from workers.ml.model_cache import Progress, report, write_sentinel
 
 OFFLINE_MESSAGE = "cannot reach the model hub; download the model elsewhere and register its folder"
 # Weights in safetensors plus what the tokenizer and config need; no GGUF/ONNX/Flax copies.
 _WANTED = ["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt", "*.tiktoken"]
-
-
-def hub_cache_dir(data_dir: str | Path, repo_id: str) -> Path:
-    org, name = validate_hub_id(repo_id).split("/")
-    return Path(data_dir) / "models" / "hub" / f"{org}--{name}"
 
 
 def hub_offline() -> bool:

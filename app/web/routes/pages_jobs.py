@@ -14,6 +14,7 @@ from app.services import datasets as dataset_service
 from app.services import estimates, model_choices
 from app.services import jobs as service
 from app.services.health import alive_workers
+from app.services.model_modules import target_choices
 from app.web.deps import CurrentUser, IsHtmx, ProjectDep, SessionDep, SettingsDep, TranslatorDep
 from app.web.errors import field_details
 from app.web.routes.pages_projects import redirect
@@ -21,8 +22,6 @@ from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-# Linear layers of the Llama / Qwen / Mistral / Gemma families, offered as checkboxes.
-COMMON_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 BOOLEAN_FIELDS = ("use_dora", "use_rslora", "gradient_checkpointing")
 
 
@@ -55,6 +54,7 @@ def form_context(
 ) -> dict[str, Any]:
     datasets = dataset_service.list_datasets(session, project)
     device = train_device()
+    targets, targets_from_model = target_choices(project.base_model, settings.data_dir)
     return {
         "project": project,
         "datasets": datasets,
@@ -63,7 +63,8 @@ def form_context(
         "methods": list(Method),
         "schedulers": list(Scheduler),
         "precisions": list(Precision),
-        "targets": COMMON_TARGETS,
+        "targets": targets,
+        "targets_from_model": targets_from_model,
         "device": device,
         "qlora_available": device == "cuda",
     }
