@@ -55,6 +55,12 @@ class TrainingJob(TimestampMixin, Base):
     # Lineage that survives the dataset's deletion.
     dataset_sha256: Mapped[str] = mapped_column(String(64))
     dataset_name: Mapped[str] = mapped_column(String(255))
+    # A separate validation set (another dataset of the project) instead of a split; its
+    # checksum is kept for lineage like the training set's.
+    val_dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), index=True, default=None
+    )
+    val_dataset_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     base_model: Mapped[str] = mapped_column(String(1024))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     cloned_from_id: Mapped[int | None] = mapped_column(

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 class JobCreate(BaseModel):
     dataset_id: int
+    # Another dataset of the project to validate on, instead of a val_percent split.
+    val_dataset_id: int | None = None
     config: dict[str, Any] = {}
     preset: str | None = None
 
@@ -17,6 +19,7 @@ class JobCreate(BaseModel):
 class JobClone(BaseModel):
     config: dict[str, Any] = {}
     dataset_id: int | None = None
+    val_dataset_id: int | None = None
 
 
 class JobPublic(BaseModel):
@@ -27,6 +30,8 @@ class JobPublic(BaseModel):
     dataset_id: int | None
     dataset_name: str
     dataset_sha256: str
+    val_dataset_id: int | None = None
+    val_dataset_sha256: str | None = None
     base_model: str
     config: dict[str, Any]
     status: str

@@ -95,9 +95,20 @@ def create_job(
     dataset_id: int | None,
     raw_config: dict[str, Any],
     cloned_from: TrainingJob | None = None,
+    val_dataset_id: int | None = None,
 ) -> TrainingJob:
+    """Queue a run. With `val_dataset_id` (another dataset of the project) that set is the
+    validation data and the whole training set trains: the frozen config says val_percent 0."""
     config = parse_config(raw_config)
     dataset = _dataset_of(session, project, dataset_id)
+    val_dataset = None
+    if val_dataset_id is not None:
+        val_dataset = session.get(Dataset, val_dataset_id)
+        if val_dataset is None or val_dataset.project_id != project.id:
+            raise InvalidInput([FieldError("val_dataset_id", "errors.pick_val_dataset")])
+        if val_dataset.id == dataset.id:
+            raise InvalidInput([FieldError("val_dataset_id", "errors.val_dataset_is_train")])
+        config = config.model_copy(update={"val_percent": 0})
     train_rows = math.floor(dataset.row_count * (100 - config.val_percent) / 100)
     if train_rows < 1:
         raise InvalidInput([FieldError("val_percent", "errors.no_training_rows")])
@@ -106,6 +117,8 @@ def create_job(
         dataset_id=dataset.id,
         dataset_sha256=dataset.sha256,
         dataset_name=dataset.name,
+        val_dataset_id=val_dataset.id if val_dataset else None,
+        val_dataset_sha256=val_dataset.sha256 if val_dataset else None,
         base_model=project.base_model,
         config=config.model_dump(mode="json"),
         status=JobStatus.QUEUED,
@@ -156,10 +169,19 @@ def clone_job(
     job: TrainingJob,
     overrides: dict[str, Any],
     dataset_id: int | None = None,
+    val_dataset_id: int | None = None,
 ) -> TrainingJob:
-    """The retrain loop: same project, the old config with the user's changes."""
+    """The retrain loop: same project, the old config with the user's changes (and the old
+    validation set unless another is given)."""
     config = {**job.config, **overrides}
-    return create_job(session, job.project, dataset_id or job.dataset_id, config, cloned_from=job)
+    return create_job(
+        session,
+        job.project,
+        dataset_id or job.dataset_id,
+        config,
+        cloned_from=job,
+        val_dataset_id=val_dataset_id or job.val_dataset_id,
+    )
 
 
 def metric_history(session: Session, job_id: int) -> list[dict[str, Any]]:

@@ -183,3 +183,43 @@ def test_live_events_arrive_while_running(client, worker, setup) -> None:  # typ
     assert "status" in seen and seen.count("metric") >= 3
     client.post(f"/api/jobs/{job['id']}/cancel")
     assert wait_job(client, job["id"], finished)["status"] == "cancelled"
+
+
+def test_separate_validation_dataset(client, worker, setup) -> None:  # type: ignore[no-untyped-def]
+    # Held-out questions as their own dataset (LLaMA-Factory's eval_dataset): every training
+    # row trains and the eval loss is measured on the held-out set.
+    held_out = [{"instruction": f"张家界问题 {i}？", "output": f"答案 {i}。"} for i in range(5)]
+    content = "\n".join(json.dumps(r, ensure_ascii=False) for r in held_out).encode()
+    project_id, train_id = setup["project"]["id"], setup["dataset"]["id"]
+    val = client.post(
+        f"/api/projects/{project_id}/datasets", files={"file": ("held_out.jsonl", content)}
+    ).json()
+
+    for bad, words in ((train_id, "is the training dataset"), (99_999, "Pick a validation")):
+        response = client.post(
+            f"/api/projects/{project_id}/jobs",
+            json={"dataset_id": train_id, "val_dataset_id": bad, "config": FAST},
+        )
+        assert response.status_code == 422, response.text
+        details = response.json()["error"]["details"]
+        assert details[0]["field"] == "val_dataset_id" and words in details[0]["message"], details
+
+    response = client.post(
+        f"/api/projects/{project_id}/jobs",
+        json={"dataset_id": train_id, "val_dataset_id": val["id"], "config": FAST},
+    )
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["val_dataset_sha256"] == val["sha256"] and job["config"]["val_percent"] == 0
+    job = wait_job(client, job["id"], finished)
+    assert job["status"] == "succeeded", job["error"]
+    info = job["result"]["info"]
+    assert (info["train_examples"], info["val_examples"]) == (len(ROWS), len(held_out))
+    metrics = client.get(f"/api/jobs/{job['id']}/metrics").json()["data"]
+    assert any(m["eval_loss"] is not None for m in metrics)
+    assert "val-dataset-sha" in client.get(f"/jobs/{job['id']}").text
+
+    # Clone and edit keeps the held-out set.
+    clone = client.post(f"/api/jobs/{job['id']}/clone", json={"config": {"epochs": 1}}).json()
+    assert clone["val_dataset_id"] == val["id"]
+    wait_job(client, clone["id"], finished)

@@ -74,6 +74,8 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
         assert job is not None
         config = TrainingConfig.model_validate(job.config)
         base_model, dataset_id = job.base_model, job.dataset_id
+        wants_val_set = job.val_dataset_sha256 is not None
+        val_dataset_id = job.val_dataset_id
 
     run_dir = settings.paths.run(job_id)
     checkpoints = checkpoint_dirs(run_dir)
@@ -81,10 +83,18 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
     reporter = BusReporter(job_id, run_dir / "train.log")
     get_redis().delete(job_stop_key(job_id))
     data_path = settings.paths.dataset(dataset_id) / "normalized.jsonl" if dataset_id else None
+    val_path = (
+        settings.paths.dataset(val_dataset_id) / "normalized.jsonl" if val_dataset_id else None
+    )
 
     try:
         if data_path is None or not data_path.exists():
             raise TrainingError("The job's dataset was deleted; clone the job with another one.")
+        if wants_val_set and (val_path is None or not val_path.exists()):
+            raise TrainingError(
+                "The job's validation dataset was deleted; clone the job and pick another "
+                "validation set or the split."
+            )
         with JobHeartbeat(job_id, settings.job_heartbeat_s):
             result = train(
                 config,
@@ -94,6 +104,7 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
                 run_dir,
                 reporter,
                 RedisStopFlag(job_id),
+                val_path=val_path,
                 resume_from=resume_from,
             )
     except (TrainingError, ModelLoadError, ValueError) as exc:

@@ -34,7 +34,10 @@ def version_public(version: ModelVersion, slug: str) -> VersionPublic:
 @router.post("/projects/{project_id}/jobs", status_code=201, response_model=JobPublic)
 def create_job(body: JobCreate, project: ProjectDep, session: SessionDep) -> JobPublic:
     config = {**PRESETS.get(body.preset or "", {}), **body.config}
-    return job_public(session, service.create_job(session, project, body.dataset_id, config))
+    job = service.create_job(
+        session, project, body.dataset_id, config, val_dataset_id=body.val_dataset_id
+    )
+    return job_public(session, job)
 
 
 @router.get("/projects/{project_id}/jobs", response_model=JobsPublic)
@@ -75,7 +78,8 @@ def resume_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic
 @router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobPublic)
 def clone_job(job_id: int, body: JobClone, session: SessionDep, user: CurrentUser) -> JobPublic:
     job = service.get_job(session, user, job_id)
-    return job_public(session, service.clone_job(session, job, body.config, body.dataset_id))
+    clone = service.clone_job(session, job, body.config, body.dataset_id, body.val_dataset_id)
+    return job_public(session, clone)
 
 
 @router.get("/jobs/{job_id}/events")

@@ -33,6 +33,11 @@ def train_device() -> str:
     return "cuda" if any(w.get("accelerator") == "cuda" for w in workers) else "cpu"
 
 
+def _int_or_none(values: dict[str, Any], name: str) -> int | None:
+    value = str(values.get(name, ""))
+    return int(value) if value.isdigit() else None
+
+
 def config_from_form(form: dict[str, Any], targets: list[str]) -> dict[str, Any]:
     """Form strings → a config dict for TrainingConfig (which does the validation)."""
     fields = TrainingConfig.model_fields
@@ -112,7 +117,12 @@ def new_run_page(
     base: dict[str, Any] = dict(PRESETS.get(preset, {}))
     if clone is not None:
         source = service.get_job(session, user, clone)
-        base = {**source.config, "dataset_id": source.dataset_id, "cloned_from": source.id}
+        base = {
+            **source.config,
+            "dataset_id": source.dataset_id,
+            "val_dataset_id": source.val_dataset_id,
+            "cloned_from": source.id,
+        }
     values = default_values(project, datasets, base)
     values["preset"] = preset if clone is None else ""
     context = form_context(session, user, project, settings, values)
@@ -132,15 +142,18 @@ async def create_job(
     form = await request.form()
     values = {k: v for k, v in form.items() if k != "target_modules"}
     targets = [str(v) for v in form.getlist("target_modules")]
-    dataset_id = int(values["dataset_id"]) if str(values.get("dataset_id", "")).isdigit() else None
-    cloned_from = values.get("cloned_from")
+    dataset_id, val_dataset_id = (
+        _int_or_none(values, "dataset_id"),
+        _int_or_none(values, "val_dataset_id"),
+    )
+    cloned_from = _int_or_none(values, "cloned_from")
     try:
         config = config_from_form(values, targets)
-        if cloned_from and str(cloned_from).isdigit():
-            source = service.get_job(session, user, int(cloned_from))
-            job = service.clone_job(session, source, config, dataset_id)
-        else:
-            job = service.create_job(session, project, dataset_id, config)
+        # The form holds the whole config and the validation choice, also when cloning.
+        source = service.get_job(session, user, cloned_from) if cloned_from else None
+        job = service.create_job(
+            session, project, dataset_id, config, cloned_from=source, val_dataset_id=val_dataset_id
+        )
     except InvalidInput as exc:
         errors = {d["field"]: d["message"] for d in field_details(exc.errors, t)}
         values["target_modules"] = targets
@@ -163,6 +176,8 @@ async def estimate(
     error = None
     try:
         config = service.parse_config(config_from_form(values, []))
+        if _int_or_none(values, "val_dataset_id"):  # a held-out set: every row trains
+            config = config.model_copy(update={"val_percent": 0})
         dataset = session.get(Dataset, int(str(values.get("dataset_id", "0")) or 0))
         if dataset is not None and dataset.project_id == project.id:
             choice = model_choices.find_choice(session, user, project.base_model, settings.data_dir)
