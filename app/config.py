@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         default=45.0,
         description="A running job whose heartbeat is older than this is marked failed.",
     )
+    worker_gpus: str = Field(
+        default="auto",
+        pattern=r"^(auto|\d+)$",
+        description="Training workers `tunelab up` starts, one job each at a time: `auto` is "
+        "one per visible NVIDIA GPU (honouring CUDA_VISIBLE_DEVICES), or one on the CPU; a "
+        "number N is one per GPU 0..N-1, and 0 trains on the CPU even where GPUs exist.",
+    )
     model_dirs: list[Path] = Field(
         default_factory=list,
         description="Folders of Hugging Face models registered at start (JSON list).",

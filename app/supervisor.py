@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.embedded_redis import start_embedded_redis
+from app.gpus import train_worker_devices
 
 logger = logging.getLogger("tunelab.up")
 
@@ -107,6 +108,19 @@ class Supervisor:
         logger.info("starting %s: %s", name, " ".join(args))
         self.children[name] = subprocess.Popen(args, env=env, preexec_fn=_die_with_parent)
 
+    def train_workers(self, env: dict[str, str]) -> list[tuple[str, list[str], dict[str, str]]]:
+        """(name, command, environment) of each training worker: one per GPU, each seeing only
+        its own device, so one job runs per GPU at a time."""
+        devices = train_worker_devices(self.settings.worker_gpus)
+        if devices == [None]:
+            return [("worker-train", worker_command(["train"], "train"), env)]
+        workers = []
+        for visible in devices:
+            name = f"train-gpu{visible}" if visible else "train-cpu"
+            worker_env = {**env, "CUDA_VISIBLE_DEVICES": visible or ""}
+            workers.append((f"worker-{name}", worker_command(["train"], name), worker_env))
+        return workers
+
     def _request_stop(self, signum: int, _frame: object) -> None:
         logger.info("received %s, stopping", signal.Signals(signum).name)
         self._stopping = True
@@ -130,7 +144,8 @@ class Supervisor:
             from app import migrate
 
             migrate.upgrade(self.settings.sqlalchemy_url)
-            self.start("worker-train", worker_command(["train"], "train"), env)
+            for name, args, worker_env in self.train_workers(env):
+                self.start(name, args, worker_env)
             self.start("worker-main", worker_command(["infer", "data", "export"], "main"), env)
             if self.run_web:
                 self.start("web", web_command(self.host, self.port), env)

@@ -25,3 +25,39 @@ def test_training_gets_a_fresh_process_per_job() -> None:
     assert _option(cmd, "--pool") == "prefork"
     assert _option(cmd, "--concurrency") == "1"
     assert _option(cmd, "--max-tasks-per-child") == "1"
+
+
+def test_one_training_worker_per_gpu(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # No GPU here: the driver's /proc folder is faked (the only thing that cannot exist here).
+    import pytest
+    from pydantic import ValidationError
+
+    from app import gpus
+    from app.config import Settings
+    from app.supervisor import Supervisor
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(gpus, "NVIDIA_PROC", tmp_path / "absent")
+    assert gpus.train_worker_devices("auto") == [None]  # the CPU: one worker, env untouched
+    for n in range(3):
+        (tmp_path / "gpus" / f"0000:0{n}:00.0").mkdir(parents=True)
+    monkeypatch.setattr(gpus, "NVIDIA_PROC", tmp_path / "gpus")
+    assert gpus.train_worker_devices("auto") == ["0", "1", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    assert gpus.train_worker_devices("auto") == ["2", "0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert gpus.train_worker_devices("auto") == [None]  # one GPU: nothing to split
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert gpus.train_worker_devices("auto") == [None]
+    assert gpus.train_worker_devices("2") == ["0", "1"]
+    assert gpus.train_worker_devices("0") == [""]  # CPU even where GPUs exist
+
+    workers = Supervisor(Settings(worker_gpus="2"), "127.0.0.1", 0).train_workers({"A": "1"})
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, _, env in workers] == ["0", "1"]
+    assert all(env["A"] == "1" for _, _, env in workers)
+    nodes = [_option(cmd, "-n") for _, cmd, _ in workers]
+    assert len(set(nodes)) == 2 and all(_option(cmd, "-Q") == "train" for _, cmd, _ in workers)
+    cpu_only = Supervisor(Settings(worker_gpus="0"), "127.0.0.1", 0).train_workers({})
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, _, env in cpu_only] == [""]
+    with pytest.raises(ValidationError):
+        Settings(worker_gpus="many")
