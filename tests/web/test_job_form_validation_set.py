@@ -19,6 +19,9 @@ def test_form_offers_a_held_out_dataset_and_explains_mistakes(client) -> None:  
     held_out = _dataset(client, project["id"], "held_out.jsonl", 3)
 
     page = client.get(f"/projects/{project['id']}/runs/new").text
+    # The held-out set is newer but smaller: the training set stays the default.
+    train_select = page.split('id="f-dataset_id"')[1].split("</select>")[0]
+    assert f'value="{train["id"]}" selected' in train_select
     select = page.split('id="f-val_dataset_id"')[1].split("</select>")[0]
     assert '<option value="">' in select  # the split, chosen by default
     assert f'value="{held_out["id"]}"' in select and "held_out.jsonl · 3" in select

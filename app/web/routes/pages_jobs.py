@@ -79,8 +79,11 @@ def default_values(project: Project, datasets: list[Dataset], base: dict[str, An
     values = TrainingConfig().model_dump(mode="json")
     values.update(PRESETS["quick"])
     if datasets:
-        values["dataset_id"] = datasets[0].id
-        values["val_percent"] = datasets[0].val_percent
+        # The largest set (the newest among equals): a held-out set uploaded after the training
+        # set is smaller and must not become the default training data.
+        train = max(datasets, key=lambda d: (d.row_count, d.id))
+        values["dataset_id"] = train.id
+        values["val_percent"] = train.val_percent
     values["max_length"] = min(values["max_length"], project.max_length)
     values.update(base or {})
     return values
