@@ -21,7 +21,6 @@ its thread), and the baseline while no scheduler runs.
 """
 
 import argparse
-import copy
 import os
 import shutil
 import sys
@@ -38,42 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench.serving_common import FirstTokenClock, random_adapter  # noqa: E402
 from workers.inference import GenerationRequest, InferenceEngine, Scheduler  # noqa: E402
 from workers.ml.loading import load_model  # noqa: E402
 
 QUESTION = "What is the capital of France? Answer briefly."
 T = TypeVar("T")
-
-
-class FirstTokenClock:
-    """A generate() streamer that notes when the first new token arrives (same run, no extra)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.first: float | None = None
-
-    def put(self, value: Any) -> None:
-        self.calls += 1
-        if self.calls == 2:  # the first call carries the prompt
-            self.first = time.perf_counter()
-
-    def end(self) -> None:
-        pass
-
-
-def make_adapter(model: Any, folder: Path, seed: int) -> Path:
-    from peft import LoraConfig, get_peft_model
-
-    peft_model = get_peft_model(
-        copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
-    )
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:  # non-zero, small enough that answers stay readable
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
-    peft_model.save_pretrained(folder)
-    return folder
 
 
 def baseline(model: Any, prompt: list[int], new_tokens: int) -> tuple[float, float]:
@@ -163,7 +132,7 @@ def measure(args: argparse.Namespace, data_dir: Path, temp: Path) -> dict[str, A
     )
     for name, seed in (("A", 1), ("B", 2)):
         engine.register_adapter(
-            args.model, name, in_thread(make_adapter, reference, temp / name, seed)
+            args.model, name, in_thread(random_adapter, reference, temp / name, seed)
         )
     prompt = engine.encode_prompt(engine.ensure_base(args.model), request("A"))
     print(f"prompt: {len(prompt)} tokens, {args.new_tokens} new tokens per stream")

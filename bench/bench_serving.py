@@ -16,7 +16,6 @@ Targets: platform tokens/s >= 1.5x baseline, < 150 ms added to the first token, 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import shutil
 import signal
@@ -35,6 +34,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import openai  # noqa: E402
 import torch  # noqa: E402
+
+from bench.serving_common import FirstTokenClock, random_adapter  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = "Tell me about the Zhangjiajie National Forest Park and how to visit it."
@@ -82,34 +83,6 @@ def register_version(base_url: str, data_dir: Path, adapter: Path) -> str:
             )
         )
     return project["slug"]
-
-
-def random_adapter(model: Any, folder: Path) -> Path:
-    from peft import LoraConfig, get_peft_model
-
-    peft_model = get_peft_model(
-        copy.deepcopy(model), LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")
-    )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:  # non-zero B, so the adapter really changes the output
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
-    peft_model.save_pretrained(folder)
-    return folder
-
-
-class FirstTokenClock:
-    def __init__(self) -> None:
-        self.calls, self.first = 0, None
-
-    def put(self, value: Any) -> None:
-        self.calls += 1
-        if self.calls == 2:  # the first call carries the prompt
-            self.first = time.perf_counter()
-
-    def end(self) -> None:
-        pass
 
 
 def baseline(loaded: Any, new_tokens: int) -> dict[str, float]:

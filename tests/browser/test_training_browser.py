@@ -18,6 +18,26 @@ def chart_points(page) -> int:  # type: ignore[no-untyped-def]
     return int(page.locator("#loss-chart").get_attribute("data-points") or 0)
 
 
+def assert_chart_grows_live(page, timeout_s: float, poll_s: float) -> None:  # type: ignore[no-untyped-def]
+    """The chart shows at least three different point counts while the job is running."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len({n for n in seen if n > 0}) < 3:
+        if page.locator("#job-status[data-status=running]").count():
+            seen.append(chart_points(page))
+        time.sleep(poll_s)
+    assert len({n for n in seen if n > 0}) >= 3, f"chart did not grow live: {seen}"
+
+
+def assert_reload_keeps_curve(page) -> None:  # type: ignore[no-untyped-def]
+    """A reload mid-run shows the whole curve so far at once."""
+    before = chart_points(page)
+    page.reload()
+    page.wait_for_function(
+        f"Number(document.getElementById('loss-chart').dataset.points) >= {before}", timeout=5_000
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("TUNELAB_RUN_SLOW") != "1",
@@ -44,20 +64,8 @@ def test_demo_set_trains_live_to_a_new_version(page, live_server, worker) -> Non
 
     # Live: the chart gains points while the job is still running.
     expect(page.locator("#job-status[data-status=running]")).to_be_visible(timeout=180_000)
-    seen = []
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline and len({n for n in seen if n > 0}) < 3:
-        if page.locator("#job-status[data-status=running]").count():
-            seen.append(chart_points(page))
-        time.sleep(1)
-    assert len({n for n in seen if n > 0}) >= 3, f"chart did not grow live: {seen}"
-
-    # A reload mid-run shows the whole curve so far at once.
-    before = chart_points(page)
-    page.reload()
-    page.wait_for_function(
-        f"Number(document.getElementById('loss-chart').dataset.points) >= {before}", timeout=5_000
-    )
+    assert_chart_grows_live(page, timeout_s=420, poll_s=1)
+    assert_reload_keeps_curve(page)
 
     remaining_ms = max(1.0, 600 - (time.monotonic() - started)) * 1000
     expect(page.locator("#job-status[data-status=succeeded]")).to_be_visible(timeout=remaining_ms)
@@ -97,17 +105,8 @@ def test_live_chart_on_a_tiny_model(page, live_server, worker, tiny_model_dir) -
     page.fill("#f-batch_size", "2")
     page.click("#start-training")
     expect(page.locator("#job-status[data-status=running]")).to_be_visible(timeout=60_000)
-    seen: list[int] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len({n for n in seen if n > 0}) < 3:
-        seen.append(chart_points(page))
-        time.sleep(0.3)
-    assert len({n for n in seen if n > 0}) >= 3, f"chart did not grow live: {seen}"
-    before = chart_points(page)
-    page.reload()
-    page.wait_for_function(
-        f"Number(document.getElementById('loss-chart').dataset.points) >= {before}", timeout=5_000
-    )
+    assert_chart_grows_live(page, timeout_s=120, poll_s=0.3)
+    assert_reload_keeps_curve(page)
     page.click("#stop-save")
     expect(page.locator("#job-status[data-status=succeeded]")).to_be_visible(timeout=60_000)
     expect(page.locator("#job-version")).to_contain_text("v1")

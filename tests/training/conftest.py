@@ -1,5 +1,5 @@
-"""Fixtures for the training tests: the tiny random Llama (tests/helpers/tiny_model.py), chat
-datasets written as normalized JSONL, and a helper that runs train() on them."""
+"""Fixtures for the training tests: chat datasets written as normalized JSONL and a helper that
+runs train() on them with the tiny random Llama (tiny_model_dir, from tests/conftest.py)."""
 
 import json
 import os
@@ -14,8 +14,6 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import pytest
 
-from tests.helpers.tiny_model import build_tiny_model
-
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
@@ -28,19 +26,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved 2-layer Llama with SmolLM2's tokenizer (or a trained one without the package)."""
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
-
-
-@pytest.fixture(scope="session")
-def tiny_tokenizer(tiny_model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
 def chat(user: str, assistant: str, system: str | None = None) -> dict[str, Any]:

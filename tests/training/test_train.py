@@ -141,25 +141,19 @@ def test_empty_dataset_raises_before_training(run_train: Any, tmp_path: Path) ->
     assert not (tmp_path / "out").exists()
 
 
-def test_qlora_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
-    config = TrainingConfig(method="qlora")
-    with pytest.raises(ValueError, match="`method`=qlora needs a CUDA GPU"):
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"method": "qlora"}, "`method`=qlora needs a CUDA GPU"),
+        ({"precision": "fp16"}, "`precision`=fp16 needs a CUDA GPU"),
+    ],
+)
+def test_gpu_only_settings_on_cpu_are_clear_errors(
+    tmp_path: Path, setting: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
         train(
-            config,
-            "unused",
-            tmp_path,
-            tmp_path / "x.jsonl",
-            tmp_path,
-            ListReporter(),
-            never_stop,
-            device="cpu",
-        )
-
-
-def test_fp16_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="`precision`=fp16 needs a CUDA GPU"):
-        train(
-            TrainingConfig(precision="fp16"),
+            TrainingConfig(**setting),
             "unused",
             tmp_path,
             tmp_path / "x.jsonl",

@@ -17,9 +17,10 @@ from torch import nn
 from transformers import DynamicCache
 
 from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, ProjectionGroup, apply_lora
+from workers.inference.runner import WholePrefill
 
 
-class HFRunner:
+class HFRunner(WholePrefill):
     """Per-row transformers forwards with hooked LoRA; not thread-safe."""
 
     def __init__(self, model: nn.Module, *, max_rows: int, max_length: int) -> None:
@@ -117,16 +118,6 @@ class HFRunner:
         self._caches.append(cache)
         self.row_adapters.append(adapter_id)
         self._staging = None
-        return logits
-
-    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
-        self.begin(prompt_ids, adapter_id)
-        try:
-            while (logits := self.prefill_step(self.max_length)) is None:
-                pass
-        except BaseException:
-            self.abort_prefill()
-            raise
         return logits
 
     @torch.inference_mode()

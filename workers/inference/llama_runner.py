@@ -22,6 +22,7 @@ from torch import nn
 from workers.inference.kv_cache import SlotKVCache
 from workers.inference.llama_weights import PER_LAYER, prepare_weights
 from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, apply_lora
+from workers.inference.runner import WholePrefill
 
 IDLE_CAPACITY = 1024  # cache positions kept allocated while no sequence is active
 
@@ -37,7 +38,7 @@ class _Staging:
     done: int = 0  # prompt tokens already in the cache
 
 
-class LlamaRunner:
+class LlamaRunner(WholePrefill):
     """Runner (see runner.py) for llama/mistral/qwen2/qwen3; not thread-safe."""
 
     def __init__(self, model: nn.Module, *, max_rows: int, max_length: int) -> None:
@@ -154,16 +155,6 @@ class LlamaRunner:
         self._plan_stale = True
         assert logits is not None
         return logits[0]
-
-    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
-        self.begin(prompt_ids, adapter_id)
-        try:
-            while (logits := self.prefill_step(self.max_length)) is None:
-                pass
-        except BaseException:
-            self.abort_prefill()
-            raise
-        return logits
 
     @torch.inference_mode()
     def decode(self, tokens: list[int]) -> torch.Tensor:

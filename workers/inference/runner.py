@@ -76,6 +76,32 @@ class Runner(Protocol):
         ...
 
 
+class WholePrefill:
+    """Runner.prefill() written once on top of begin(), prefill_step() and abort_prefill():
+    the runners only differ in those steps."""
+
+    max_length: int
+
+    def begin(self, prompt_ids: list[int], adapter_id: str | None) -> None:
+        raise NotImplementedError
+
+    def prefill_step(self, max_tokens: int) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def abort_prefill(self) -> None:
+        raise NotImplementedError
+
+    def prefill(self, prompt_ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        self.begin(prompt_ids, adapter_id)
+        try:
+            while (logits := self.prefill_step(self.max_length)) is None:
+                pass
+        except BaseException:  # a failed prefill leaves no half-staged sequence behind
+            self.abort_prefill()
+            raise
+        return logits
+
+
 def make_runner(model: nn.Module, *, max_rows: int, max_length: int) -> Runner:
     """The lean batched runner when the architecture allows it, else the generic fallback."""
     from workers.inference.hf_runner import HFRunner
