@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.config import get_settings
 from app.queue import ALL_QUEUES
 
@@ -102,7 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     _apply_overrides(args)
+    try:
+        get_settings()
+    except ValidationError as exc:
+        sys.stderr.write(settings_error(exc))
+        return 2
     return int(args.func(args) or 0)
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line per bad setting, named as the user wrote it (TUNELAB_...), with the fix."""
+    lines = ["tunelab: invalid settings (environment or .env):\n"]
+    for error in exc.errors():
+        name = "TUNELAB_" + "_".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"  {name}={error.get('input')!r}: {error['msg']}\n")
+    lines.append("See docs/configuration.md for every setting and its allowed values.\n")
+    return "".join(lines)
 
 
 if __name__ == "__main__":
