@@ -223,3 +223,31 @@ def test_separate_validation_dataset(client, worker, setup) -> None:  # type: ig
     clone = client.post(f"/api/jobs/{job['id']}/clone", json={"config": {"epochs": 1}}).json()
     assert clone["val_dataset_id"] == val["id"]
     wait_job(client, clone["id"], finished)
+
+
+def test_deleted_validation_set_fails_the_resume_with_a_message(client, worker, setup) -> None:  # type: ignore[no-untyped-def]
+    project_id = setup["project"]["id"]
+    content = "\n".join(
+        json.dumps({"instruction": f"问题 {i}？", "output": f"答案 {i}。"}, ensure_ascii=False)
+        for i in range(4)
+    ).encode()
+    val = client.post(
+        f"/api/projects/{project_id}/datasets", files={"file": ("held_out.jsonl", content)}
+    ).json()
+    job = client.post(
+        f"/api/projects/{project_id}/jobs",
+        json={
+            "dataset_id": setup["dataset"]["id"],
+            "val_dataset_id": val["id"],
+            "config": {**FAST, "epochs": 40},
+        },
+    ).json()
+    wait_job(client, job["id"], lambda j: j["status"] == "running" and j["step"] >= 2)
+    client.post(f"/api/jobs/{job['id']}/cancel")
+    assert wait_job(client, job["id"], finished)["status"] == "cancelled"
+    assert client.delete(f"/api/datasets/{val['id']}").status_code == 204
+
+    client.post(f"/api/jobs/{job['id']}/resume")
+    job = wait_job(client, job["id"], lambda j: j["status"] == "failed")
+    assert "validation dataset was deleted" in job["error"], job["error"]
+    assert "pick another validation set" in job["error"]
