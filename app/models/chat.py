@@ -42,6 +42,9 @@ class ChatMessage(TimestampMixin, Base):
     request_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     # {prompt_tokens, completion_tokens, time_to_first_token_s, tokens_per_s, finish_reason}
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # state == "error": a code rendered through the catalogs (`chat_errors.<code>`) with params.
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class ComparisonVote(TimestampMixin, Base):

@@ -73,7 +73,13 @@ class TrainingJob(TimestampMixin, Base):
     task_id: Mapped[str | None] = mapped_column(String(64), default=None)
     worker: Mapped[str | None] = mapped_column(String(255), default=None)
     error_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The English sentence is for logs and the API's `message`; pages render error_code with
+    # error_params through the message catalogs (`job_errors.<code>`), in the reader's language.
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    error_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # What the new-run form promised (seconds, tokens, the worker whose measured throughput it
+    # used), kept so the job page can show estimate vs actual when the run ends.
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampMixin
@@ -26,4 +36,7 @@ class RegisteredModel(TimestampMixin, Base):
     has_chat_template: Mapped[bool] = mapped_column(Boolean, default=False)
     # ready | needs_download | downloading | failed
     status: Mapped[str] = mapped_column(String(32))
+    # A code rendered through the catalogs (`model_status.<code>`) with status_params; the
+    # English detail (e.g. an exception's text) travels in the params for logs.
     status_reason: Mapped[str] = mapped_column(String(2000), default="")
+    status_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
