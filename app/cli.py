@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -17,9 +16,15 @@ from app.queue import ALL_QUEUES
 
 def _apply_overrides(args: argparse.Namespace) -> None:
     # Settings are read from the environment once; CLI flags are written there first so that
-    # every child process sees the same values.
-    if getattr(args, "data_dir", None):
-        os.environ["TUNELAB_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    # every child process sees the same values (app.config makes the data dir absolute).
+    for option, variable in (
+        ("data_dir", "TUNELAB_DATA_DIR"),
+        ("host", "TUNELAB_HOST"),
+        ("port", "TUNELAB_PORT"),
+    ):
+        value = getattr(args, option, None)
+        if value is not None:
+            os.environ[variable] = str(value)
     get_settings.cache_clear()
 
 
@@ -27,16 +32,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from app.supervisor import Supervisor
 
     settings = get_settings()
-    return Supervisor(
-        settings, host=args.host or settings.host, port=args.port or settings.port
-    ).run()
+    return Supervisor(settings, host=settings.host, port=settings.port).run()
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     from app.supervisor import web_command
 
     settings = get_settings()
-    cmd = web_command(args.host or settings.host, args.port or settings.port)
+    cmd = web_command(settings.host, settings.port)
     os.execv(cmd[0], cmd)
 
 
@@ -68,22 +71,47 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Options shared by several commands, accepted before or after the subcommand.
+
+    SUPPRESS as default: a parser that did not see the option leaves the attribute unset, so
+    the subcommand's parser does not overwrite `tunelab --data-dir X up` with None."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="folder for the database, datasets, models and runs (default ./data; "
+        "overrides TUNELAB_DATA_DIR)",
+    )
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument(
+        "--host",
+        default=argparse.SUPPRESS,
+        help="address to bind (default 127.0.0.1; overrides TUNELAB_HOST)",
+    )
+    server.add_argument(
+        "--port",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="port to listen on (default 8000; overrides TUNELAB_PORT)",
+    )
+    return data, server
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunelab", description=__doc__)
-    parser.add_argument("--data-dir", help="overrides TUNELAB_DATA_DIR")
+    data, server = _option_parents()
+    parser = argparse.ArgumentParser(prog="tunelab", description=__doc__, parents=[data])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run web, workers and (if needed) Redis on this machine")
-    up.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    up.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    up_help = "run web, workers and (if needed) Redis on this machine"
+    up = sub.add_parser("up", parents=[data, server], help=up_help, description=up_help)
     up.set_defaults(func=cmd_up)
 
-    web = sub.add_parser("web", help="run only the web server")
-    web.add_argument("--host")
-    web.add_argument("--port", type=int)
+    web_help = "run only the web server"
+    web = sub.add_parser("web", parents=[data, server], help=web_help, description=web_help)
     web.set_defaults(func=cmd_web)
 
-    worker = sub.add_parser("worker", help="run a worker for some queues")
+    worker = sub.add_parser("worker", parents=[data], help="run a worker for some queues")
     worker.add_argument(
         "--queues",
         default=",".join(ALL_QUEUES),
@@ -92,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=None)
     worker.set_defaults(func=cmd_worker)
 
-    db = sub.add_parser("db", help="database maintenance")
+    db = sub.add_parser("db", parents=[data], help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db)
+    db_upgrade = db_sub.add_parser("upgrade", parents=[data], help="apply migrations")
+    db_upgrade.set_defaults(func=cmd_db)
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.storage import DataDir
@@ -20,7 +20,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path("./data"),
-        description="Where the database file, datasets, models, runs and exports live.",
+        validate_default=True,
+        description="Where the database file, datasets, models, runs and exports live. A "
+        "relative path is taken from the folder `tunelab` starts in.",
     )
     database_url: str | None = Field(
         default=None,
@@ -63,11 +65,20 @@ class Settings(BaseSettings):
         description="Folders of Hugging Face models registered at start (JSON list).",
     )
 
+    @field_validator("data_dir", "model_dirs")
+    @classmethod
+    def _absolute(cls, value: Path | list[Path]) -> Path | list[Path]:
+        # Resolved once, here: child processes, redis-server (which changes into its own
+        # folder) and the SQLite URL must never see a path relative to some other cwd.
+        if isinstance(value, list):
+            return [path.expanduser().resolve() for path in value]
+        return value.expanduser().resolve()
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'tunelab.db').resolve()}"
+        return f"sqlite:///{self.paths.database}"
 
     @property
     def paths(self) -> DataDir:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from app.child_process import die_with_parent
+
 
 class EmbeddedRedisError(RuntimeError):
     pass
@@ -44,6 +46,9 @@ def start_embedded_redis(
     workdir: Path, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start redis-server on 127.0.0.1; returns the process and its URL once it answers PING."""
+    # redis-server changes into --dir before it opens --logfile: a relative path would be
+    # looked up twice over (data/redis/data/redis/redis.log) and Redis would refuse to start.
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
@@ -61,7 +66,8 @@ def start_embedded_redis(
         "--logfile",
         str(workdir / "redis.log"),
     ]
-    proc = subprocess.Popen(args, start_new_session=True, env=dict(os.environ))
+    # Its own process group, and it dies with whoever started it (even a SIGKILLed `tunelab up`).
+    proc = subprocess.Popen(args, preexec_fn=die_with_parent, env=dict(os.environ))
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
     deadline = time.monotonic() + 10

@@ -16,6 +16,7 @@ from app.web.routes import (
     api_jobs,
     api_models,
     api_projects,
+    docs,
     health,
     openai_api,
     pages_chat,
@@ -33,10 +34,14 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Fine-tune and serve LLMs with LoRA. JSON API and OpenAI-compatible API.",
         lifespan=lifespan,
+        # /docs and /redoc come from app.web.routes.docs, with assets served locally.
+        docs_url=None,
+        redoc_url=None,
     )
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for module in (
         health,
+        docs,
         api_projects,
         api_chat,
         api_datasets,

@@ -13,6 +13,15 @@ def worker_heartbeat_pattern() -> str:
     return f"{PREFIX}:worker:*"
 
 
+def supervisor_state_key(hostname: str, pid: int) -> str:
+    """What a `tunelab up` (or `tunelab worker`) supervisor runs: its children and restarts."""
+    return f"{PREFIX}:supervisor:{hostname}:{pid}"
+
+
+def supervisor_state_pattern() -> str:
+    return f"{PREFIX}:supervisor:*"
+
+
 def ping_reply_key(token: str) -> str:
     return f"{PREFIX}:ping:{token}"
 

@@ -6,75 +6,24 @@ as a newcomer would after installing.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from app.embedded_redis import free_port
-
-
-def descendants(pid: int) -> set[int]:
-    """All processes below `pid` (children, grandchildren...), read from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def tunelab() -> list[str]:
-    """The installed `tunelab` console script (what the README runs), else the module."""
-    script = Path(sys.executable).parent / "tunelab"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
-
-def clean_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNELAB_")}
-    env["TUNELAB_DATA_DIR"] = str(data_dir)
-    env["TUNELAB_WORKER_HEARTBEAT_S"] = "1"
-    return env
-
-
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"tunelab up exited with {proc.returncode}"
-        try:
-            body = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
-            if body["status"] == "ok" and {"train", "infer", "data", "export"} <= set(
-                body["queues"]
-            ):
-                return body
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError("tunelab up did not become healthy")
+from tests.helpers.up import (
+    clean_env,
+    descendants,
+    stop_up,
+    tunelab,
+    wait_gone,
+    wait_healthy,
+    without_tunelab_settings,
+)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -97,13 +46,9 @@ def test_up_serves_then_stops_without_orphans(tmp_path: Path, stop_signal: int) 
         assert len(children) >= 4  # redis, web, two workers (+ pool processes)
         proc.send_signal(stop_signal)
         assert proc.wait(timeout=60) == 0
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in children if alive(pid)], "processes left behind"
+        assert wait_gone(children) == [], "processes left behind"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_up(proc)
 
 
 def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
@@ -120,3 +65,28 @@ def test_up_refuses_a_busy_port(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_up_takes_its_options_after_the_subcommand(tmp_path: Path) -> None:
+    # The README's option list, written the way people type it: after `up`. No TUNELAB_
+    # variable names the data dir; a relative --data-dir is taken from the working directory.
+    port = free_port()
+    env = without_tunelab_settings()
+    env["TUNELAB_WORKER_HEARTBEAT_S"] = "1"
+    proc = subprocess.Popen(
+        [*tunelab(), "up", "--data-dir", "mine", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        wait_healthy(port, proc)
+        created = httpx.post(f"http://127.0.0.1:{port}/api/projects", json={"name": "p"}, timeout=5)
+        assert created.status_code == 201
+        assert (tmp_path / "mine" / "tunelab.db").exists()
+        assert (tmp_path / "mine" / "redis" / "redis.log").exists()
+        children = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert wait_gone(children) == [], "processes left behind"
+    finally:
+        stop_up(proc)

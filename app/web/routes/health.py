@@ -21,6 +21,9 @@ def healthz(session: SessionDep) -> JSONResponse:
         "redis": {"ok": health.redis},
         "workers": {"ok": bool(health.workers), "alive": health.workers},
         "queues": sorted(health.queues_served()),
+        # What `tunelab up` runs: each child's pid, restarts, last exit code (empty when the
+        # pieces run under another process manager: compose, systemd).
+        "supervisors": health.supervisors,
         "problems": health.problems,
     }
     return JSONResponse(body, status_code=200 if health.database and health.redis else 503)
