@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from app.storage import DataDir
+
 CATALOG_FILE = Path(__file__).with_name("catalog_models.yaml")
 # Written last into a converted/downloaded model folder: a folder without it is incomplete.
 SENTINEL_NAME = ".tunelab-complete"
@@ -132,14 +134,12 @@ def default_entry() -> CatalogEntry:
     return next(e for e in load_catalog() if e.default)
 
 
-def model_cache_dir(data_dir: str | Path, entry_id: str) -> Path:
-    return Path(data_dir) / "models" / entry_id
-
-
-def hub_cache_dir(data_dir: str | Path, repo_id: str) -> Path:
-    """Where a hub model's files are downloaded (the web reads them, a worker writes them)."""
-    org, name = validate_hub_id(repo_id).split("/")
-    return Path(data_dir) / "models" / "hub" / f"{org}--{name}"
+def cache_folder(entry: CatalogEntry, data_dir: DataDir) -> Path:
+    """The data-dir folder that holds a built-in's loadable files once fetched: its hub
+    download for a hub-sourced entry, else its GGUF converted to safetensors."""
+    if entry.source.kind == "hub" and entry.source.repo_id:
+        return data_dir.hub_model(entry.source.repo_id)
+    return data_dir.model(entry.id)
 
 
 def is_complete(folder: str | Path) -> bool:
@@ -166,9 +166,9 @@ def locate_packaged_gguf(entry: CatalogEntry) -> Path | None:
     return path if path and path.is_file() else None
 
 
-def model_status(entry: CatalogEntry, data_dir: str | Path) -> tuple[ModelStatus, str]:
+def model_status(entry: CatalogEntry, data_dir: DataDir) -> tuple[ModelStatus, str]:
     """Whether a built-in model can load now, and a sentence saying why (for the UI)."""
-    cache = model_cache_dir(data_dir, entry.id)
+    cache = cache_folder(entry, data_dir)
     if is_complete(cache):
         return ModelStatus.READY, f"converted weights are cached in {cache}"
     src = entry.source

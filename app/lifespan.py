@@ -1,5 +1,6 @@
 """What the web process does besides answering requests: register TUNELAB_MODEL_DIRS at start,
-and fail training jobs whose worker vanished (no heartbeat), so no job stays "running" forever.
+fail training jobs whose worker vanished (no heartbeat), so no job stays "running" forever, and
+delete staged uploads nobody kept or discarded within a day, so the data dir does not fill up.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -16,9 +17,12 @@ from app.db import session_scope
 from app.services import job_states
 from app.services.registered_models import scan_model_dirs
 from app.services.users import get_local_user
+from app.storage import clean_stale_staging
 
 logger = logging.getLogger(__name__)
 REAP_EVERY_S = 5.0
+# Staged uploads live a day (storage.STAGING_TTL_S); checking hourly keeps them at most ~25 h.
+CLEAN_STAGING_EVERY_S = 3600.0
 
 
 def reap_once() -> list[int]:
@@ -29,13 +33,21 @@ def reap_once() -> list[int]:
     return reaped
 
 
-async def _reaper() -> None:
+def clean_staging_once() -> int:
+    removed = clean_stale_staging(get_settings().paths)
+    if removed:
+        logger.info("removed %d staged upload(s) nobody decided on", removed)
+    return removed
+
+
+async def _every(interval: Callable[[], float], work: Callable[[], object], what: str) -> None:
+    """Run `work` in a thread now and then every interval() seconds until cancelled."""
     while True:
         try:
-            await asyncio.to_thread(reap_once)
-        except Exception:  # the database may be briefly away; try again next round
-            logger.warning("job reaper round failed", exc_info=True)
-        await asyncio.sleep(REAP_EVERY_S)
+            await asyncio.to_thread(work)
+        except Exception:  # the database or disk may be briefly away; try again next round
+            logger.warning("%s failed", what, exc_info=True)
+        await asyncio.sleep(interval())
 
 
 def _scan_model_dirs() -> None:
@@ -53,10 +65,18 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(_scan_model_dirs)
     except Exception:
         logger.exception("scanning TUNELAB_MODEL_DIRS failed")
-    task = asyncio.create_task(_reaper())
+    # Intervals are read each round (not bound here) so tests can shorten them.
+    tasks = [
+        asyncio.create_task(_every(lambda: REAP_EVERY_S, reap_once, "job reaper round")),
+        asyncio.create_task(
+            _every(lambda: CLEAN_STAGING_EVERY_S, clean_staging_once, "cleaning staged uploads")
+        ),
+    ]
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,24 +1,48 @@
 """Paths under the data dir, and the one way files are put in place (temp + rename).
 
 Layout: `tunelab.db` · `uploads/{token}/` (staged uploads awaiting a decision) ·
-`datasets/{id}/` · `models/{name}/` · `runs/{job_id}/` · `versions/{id}/` · `exports/` ·
-`redis/`. Nothing else builds paths into the data dir.
+`datasets/{id}/` (`normalized.jsonl`, ...) · `models/{entry_id}/` (converted built-ins) ·
+`models/hub/{org}--{name}/` (hub downloads) · `runs/{job_id}/` (`train.log`, `checkpoints/`,
+`adapter/`: a model version's adapter stays in its run's folder) · `redis/` (embedded Redis).
+Nothing else builds paths into the data dir: web, workers and the CLI ask a DataDir.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
 from pathlib import Path
 
 STAGING_TTL_S = 24 * 3600
+NORMALIZED_NAME = "normalized.jsonl"
+
+
+# A built-in's id and each half of a hub id become one folder name: nothing that walks paths.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+
+def _safe_name(name: str) -> str:
+    if not _SAFE_NAME.match(name) or ".." in name:
+        raise ValueError(f"not a safe folder name: {name!r}")
+    return name
 
 
 class DataDir:
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    @property
+    def database(self) -> Path:
+        """The default SQLite database file."""
+        return self.root / "tunelab.db"
+
+    @property
+    def redis(self) -> Path:
+        """Working folder of the embedded Redis (its log file lives there too)."""
+        return self.root / "redis"
 
     @property
     def uploads(self) -> Path:
@@ -38,11 +62,30 @@ class DataDir:
     def dataset(self, dataset_id: int) -> Path:
         return self.root / "datasets" / str(dataset_id)
 
+    def normalized(self, dataset_id: int) -> Path:
+        """A dataset's rows in the one format training reads."""
+        return self.dataset(dataset_id) / NORMALIZED_NAME
+
     def run(self, job_id: int) -> Path:
+        """A training job's folder: its log, checkpoints and finished adapter."""
         return self.root / "runs" / str(job_id)
+
+    def run_log(self, job_id: int) -> Path:
+        return self.run(job_id) / "train.log"
 
     def models(self) -> Path:
         return self.root / "models"
+
+    def model(self, entry_id: str) -> Path:
+        """A built-in model's converted safetensors folder."""
+        return self.models() / _safe_name(entry_id)
+
+    def hub_model(self, repo_id: str) -> Path:
+        """Where a hub model `org/name` is downloaded (`org--name`, so ids map one to one)."""
+        org, sep, name = repo_id.partition("/")
+        if not sep or "--" in org or "--" in name:
+            raise ValueError(f"not a hub id of the form org/name: {repo_id!r}")
+        return self.models() / "hub" / f"{_safe_name(org)}--{_safe_name(name)}"
 
 
 def move_into_place(src_dir: Path, dest_dir: Path) -> None:

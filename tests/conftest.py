@@ -25,7 +25,7 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from tests.helpers.services import (  # noqa: E402
-    WorkerProcess,
+    Workers,
     reset_app_caches,
     start_test_redis,
 )
@@ -160,17 +160,22 @@ def client(platform_env: dict[str, str]) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def worker(
-    platform_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
-    """A real Celery worker on every queue, in its own process, sharing this test's DB and Redis.
+    request: pytest.FixtureRequest,
+    platform_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Workers]:
+    """Real Celery workers on every queue, started as `tunelab up` starts them (a prefork
+    `train` worker, one job per child; a threaded one for the rest), sharing this test's DB and
+    Redis. A test module may set WORKER_ENV (a dict) to add variables to their environment.
 
-    Module-scoped: it lives only while the tests that asked for it run, so tasks other tests
+    Module-scoped: they live only while the tests that asked for them run, so tasks other tests
     queue (and that teardown purges) are never picked up in the background."""
-    log = Path(tmp_path_factory.mktemp("worker")) / "worker.log"
-    proc = WorkerProcess(env=dict(os.environ, **platform_env), log_path=log)
-    proc.start()
-    yield proc
-    proc.stop()
+    log_dir = Path(tmp_path_factory.mktemp("worker"))
+    extra = getattr(request.module, "WORKER_ENV", {})
+    workers = Workers.like_production(dict(os.environ, **platform_env, **extra), log_dir)
+    workers.start()
+    yield workers
+    workers.stop()
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from app.errors import AppError, Conflict, NotFound
 from app.models import Dataset, Project, User
 from app.queue import TaskName, enqueue
 from app.services.uploads import ReceivedFile
-from app.storage import DataDir, move_into_place, remove_tree
+from app.storage import NORMALIZED_NAME, DataDir, move_into_place, remove_tree
 
 logger = logging.getLogger(__name__)
 
-NORMALIZED = "normalized.jsonl"
+NORMALIZED = NORMALIZED_NAME
 DROPPED = "dropped.jsonl"
 META = "upload.json"
 REPORT = "report.json"
@@ -126,7 +126,7 @@ def ingest(
         if duplicate is not None:
             raise Conflict("errors.dataset_duplicate", name=duplicate.name, id=duplicate.id)
         (received.folder / META).write_text(json.dumps(staged.__dict__), encoding="utf-8")
-        return _decide(session, project, received.folder, staged, options, received.token)
+        return _decide(session, project, data_dir, received.folder, staged, options, received.token)
     except BaseException:
         # Keep the staging folder only when the user has a decision to make.
         if not _is_pending(received.folder):
@@ -141,6 +141,7 @@ def _is_pending(folder: Path) -> bool:
 def _decide(
     session: Session,
     project: Project,
+    data_dir: DataDir,
     folder: Path,
     staged: Staged,
     options: UploadOptions,
@@ -153,18 +154,18 @@ def _decide(
     if report.invalid_rows and not options.keep_valid:
         (folder / ".pending").touch()
         raise DatasetRejected(report, token=token)
-    return _store(session, project, folder, staged, report, options)
+    return _store(session, project, data_dir, folder, staged, report, options)
 
 
 def _store(
     session: Session,
     project: Project,
+    data_dir: DataDir,
     folder: Path,
     staged: Staged,
     report: validation.ValidationReport,
     options: UploadOptions,
 ) -> Dataset:
-    data_dir = DataDir(folder.parent.parent)
     (folder / ".pending").unlink(missing_ok=True)
     dataset = Dataset(
         project_id=project.id,
@@ -217,7 +218,7 @@ def accept_staged(session: Session, project: Project, token: str, data_dir: Data
     report = validation.ValidationReport.model_validate_json((folder / REPORT).read_text())
     options = _options_from(staged.options)
     options.keep_valid = True
-    return _store(session, project, folder, staged, report, options)
+    return _store(session, project, data_dir, folder, staged, report, options)
 
 
 def revalidate_staged(
@@ -228,7 +229,7 @@ def revalidate_staged(
     staged.options = _options_json(options)
     (folder / META).write_text(json.dumps(staged.__dict__), encoding="utf-8")
     try:
-        return _decide(session, project, folder, staged, options, token)
+        return _decide(session, project, data_dir, folder, staged, options, token)
     except DatasetRejected as exc:
         if exc.token is None:
             remove_tree(folder)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from app import catalog
 from app.services.model_choices import loader_source
+from app.storage import DataDir
 
 # What the form offers while the model's files are not on disk yet (a built-in model before
 # its first conversion): the projection names of the Llama, Qwen, Mistral and Gemma families.
@@ -32,14 +33,11 @@ def model_folder(base_model: str, data_dir: Path) -> Path | None:
     except catalog.UnknownModelError:
         entry = None
     if entry is not None:
-        if entry.source.kind == "hub" and entry.source.repo_id:
-            folder = catalog.hub_cache_dir(data_dir, entry.source.repo_id)
-        else:
-            folder = catalog.model_cache_dir(data_dir, entry.id)
+        folder = catalog.cache_folder(entry, DataDir(data_dir))
     elif base_model.startswith("hub:"):
         try:
-            folder = catalog.hub_cache_dir(data_dir, source)
-        except catalog.InvalidHubIdError:
+            folder = DataDir(data_dir).hub_model(catalog.validate_hub_id(source))
+        except (catalog.InvalidHubIdError, ValueError):
             return None
     else:
         folder = Path(source)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,41 +62,37 @@ def alive_worker_pids(redis_url: str) -> set[int]:
 
 @dataclass
 class WorkerProcess:
-    """`celery worker` as a subprocess; `start()` returns once its heartbeat is in Redis."""
+    """A Celery worker started exactly as `tunelab up` starts it (app.supervisor.worker_command:
+    a worker serving `train` is prefork with one job per child process, the others share a
+    thread pool), as a subprocess; `start()` returns once its heartbeat is in Redis."""
 
     env: dict[str, str]
     log_path: Path
-    queues: str = "train,infer,data,export"
-    pool: str = "threads"
+    queues: str = "infer,data,export"
+    concurrency: int | None = None  # thread-pool size; None: production's default
     proc: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
 
-    def start(self, timeout: float = 60) -> None:
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "-Q",
-            self.queues,
-            "-P",
-            self.pool,
-            "-c",
-            "2",
-            "-n",
-            f"test-{os.getpid()}-{time.time_ns()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            *self.extra_args,
-        ]
+    def command(self) -> list[str]:
+        from app.supervisor import worker_command
+
+        # A name of its own per worker: two workers of one pytest process must not share one.
+        name = f"test-{time.time_ns()}"
+        return [*worker_command(self.queues.split(","), name, self.concurrency), *self.extra_args]
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see wait_ready)."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -107,8 +102,12 @@ class WorkerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"worker did not start:\n{self.log_path.read_text()[-4000:]}")
 
+    def start(self, timeout: float = 60) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
     def kill(self) -> None:
-        """SIGKILL, as a lost machine would: no cleanup runs."""
+        """SIGKILL, as a lost machine would: no cleanup runs (pool children included)."""
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
@@ -122,3 +121,37 @@ class WorkerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self._log.close()
+
+
+@dataclass
+class Workers:
+    """The workers `tunelab up` runs on a machine without GPUs: `train` (prefork, a fresh
+    process per job) and the main one (infer, data, export in a thread pool)."""
+
+    train: WorkerProcess
+    main: WorkerProcess
+
+    @classmethod
+    def like_production(cls, env: dict[str, str], log_dir: Path) -> Workers:
+        return cls(
+            train=WorkerProcess(env=env, log_path=log_dir / "train.log", queues="train"),
+            main=WorkerProcess(env=env, log_path=log_dir / "main.log"),
+        )
+
+    @property
+    def pids(self) -> set[int]:
+        return {w.proc.pid for w in (self.train, self.main) if w.proc is not None}
+
+    def start(self, timeout: float = 60) -> None:
+        self.train.launch()  # both start at once: each takes seconds to import its stack
+        self.main.launch()
+        try:
+            self.train.wait_ready(timeout)
+            self.main.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.train.stop()
+        self.main.stop()

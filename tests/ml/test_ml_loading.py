@@ -10,10 +10,11 @@ import pytest
 import torch
 from huggingface_hub import constants as hub_constants
 
-from app.catalog import SENTINEL_NAME, get_entry, is_complete, model_cache_dir
+from app.catalog import SENTINEL_NAME, get_entry, is_complete
+from app.storage import DataDir
 from workers.ml.device import dtype_name, pick_device, pick_dtype
 from workers.ml.errors import InvalidModelSource, ModelNotInstalled, ModelUnavailable
-from workers.ml.hub import OFFLINE_MESSAGE, hub_cache_dir
+from workers.ml.hub import OFFLINE_MESSAGE
 from workers.ml.loading import load_from_folder, load_model
 from workers.ml.model_cache import publish_folder, save_to_cache, write_sentinel
 
@@ -46,7 +47,7 @@ def test_explicit_device_and_dtype(tiny_model_dir: Path, tmp_path: Path) -> None
 
 def test_builtin_from_ready_cache(tiny_model_dir: Path, tmp_path: Path) -> None:
     # A complete cache folder is loaded as is: no conversion, no package needed.
-    cache = model_cache_dir(tmp_path, "smollm2-135m-instruct")
+    cache = DataDir(tmp_path).model("smollm2-135m-instruct")
     shutil.copytree(tiny_model_dir, cache)
     write_sentinel(cache, {"source": "test"})
     loaded = load_model("smollm2-135m-instruct", data_dir=tmp_path)
@@ -79,7 +80,7 @@ def test_offline_hub_id_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable) as caught:
         load_model("someorg/somemodel", data_dir=tmp_path)
     assert str(caught.value) == OFFLINE_MESSAGE
-    assert not (tmp_path / "models" / "hub" / "someorg--somemodel").exists()
+    assert not DataDir(tmp_path).hub_model("someorg/somemodel").exists()
 
 
 def test_unreachable_hub_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +95,7 @@ def test_unreachable_hub_is_unavailable(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_completed_hub_download_loads_offline(tiny_model_dir: Path, tmp_path: Path) -> None:
-    folder = hub_cache_dir(tmp_path, "someorg/tiny")
+    folder = DataDir(tmp_path).hub_model("someorg/tiny")
     shutil.copytree(tiny_model_dir, folder)
     write_sentinel(folder, {"source": "someorg/tiny"})
     loaded = load_model("someorg/tiny", data_dir=tmp_path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from app.catalog import ModelStatus, get_entry, model_status
+from app.storage import DataDir
 from workers.ml.chat_format import tokenize_conversation
 from workers.ml.loading import LoadedModel, load_model
 
@@ -48,7 +49,7 @@ def test_smollm2_converts_answers_and_reloads_from_cache(tmp_path: Path) -> None
     answer = _greedy(first, list(ids))
     assert "Paris" in answer, answer
 
-    assert model_status(entry, tmp_path)[0] is ModelStatus.READY
+    assert model_status(entry, DataDir(tmp_path))[0] is ModelStatus.READY
     second = load_model(entry.id, data_dir=tmp_path)
     assert not second.info.converted
     assert second.info.load_seconds < first.info.load_seconds

@@ -8,9 +8,10 @@
         for event in handle:  # TokenEvent..., then one DoneEvent
             ...
 
-Requests for different adapters of one base share each forward pass (see lora.py and
-scheduler.py) on the lean batched runner (llama_runner.py: llama, mistral, qwen2, qwen3,
-gemma3_text); other architectures fall back to transformers' forward (hf_runner.py).
+Requests for different adapters of one base (LoRA or DoRA, as peft saves them) share each
+forward pass (see lora.py and scheduler.py) on the lean batched runner (llama_runner.py: llama,
+mistral, qwen2, qwen3, gemma3_text); other architectures fall back to transformers' forward
+(hf_runner.py).
 """
 
 from workers.inference.engine import InferenceEngine, LoadedBase

@@ -203,7 +203,7 @@ class InferenceEngine:
     def ensure_adapter(
         self, base_id: str, adapter_id: str, adapter_path: str | Path | None = None
     ) -> LoadedBase:
-        """Attach a PEFT LoRA adapter to the (loaded or now loaded) base; never reloads the base.
+        """Attach a PEFT LoRA or DoRA adapter to the (loaded or now loaded) base; never reloads it.
 
         adapter_path may be omitted for a registered adapter. Raises UnknownAdapter,
         UnsupportedAdapter or MemoryBudgetExceeded.

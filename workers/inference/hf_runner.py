@@ -1,10 +1,10 @@
 """Fallback executor for architectures the lean runner does not know (Phi-3, OLMo, GPT-2, ...).
 
 It runs the transformers forward itself, so any causal LM that loads can be served, with one
-DynamicCache per sequence and LoRA applied through forward hooks on every nn.Linear (the same
-LoraBank math as the lean path). Limitation: a decode step runs one forward per row, because
-merging per-sequence caches of arbitrary cache types (sliding-window, hybrid) into one padded
-batch depends on transformers internals that change between releases. Concurrent requests are
+DynamicCache per sequence and LoRA (and DoRA) applied through forward hooks on every nn.Linear
+(the same LoraBank math as the lean path). Limitation: a decode step runs one forward per row,
+because merging per-sequence caches of arbitrary cache types (sliding-window, hybrid) into one
+padded batch depends on transformers internals that change between releases. Concurrent requests are
 still interleaved token by token (none waits for another to finish), but throughput is that of
 a single stream. Llama, Mistral, Qwen 2/3 and Gemma 3 never take this path.
 """
@@ -32,7 +32,13 @@ class HFRunner(WholePrefill):
         groups = [ProjectionGroup(m.in_features, ((n, m.out_features),)) for n, m in linears]
         # fp32 LoRA next to bf16 weights on CPU: tiny bf16 matmuls are slow there (lora.py).
         lora_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
-        self.bank = LoraBank(groups, dtype=lora_dtype, device=self.device)
+        modules = dict(linears)
+        self.bank = LoraBank(
+            groups,
+            dtype=lora_dtype,
+            device=self.device,
+            base_weight=lambda name: modules[name].weight,
+        )
         self._entries: LoraPlan | None = None  # the plan of the row being computed
         for index, (_, module) in enumerate(linears):
             module.register_forward_hook(self._hook(index))
@@ -50,10 +56,19 @@ class HFRunner(WholePrefill):
     ) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             plan = self._entries
-            if plan is None or plan.entries[index] is None:
+            entry = plan.entries[index] if plan is not None else None
+            if entry is None:
                 return
             x = inputs[0].reshape(-1, inputs[0].shape[-1])
-            apply_lora(output.view(-1, output.shape[-1]), x, plan.entries[index])
+            y = output.view(-1, output.shape[-1])
+            bias = module.bias if entry.dora is not None else None
+            if bias is not None:
+                y -= bias  # DoRA rescales W x + LoRA(x), never the bias (lora.project)
+            apply_lora(y, x, entry)
+            if entry.dora is not None:
+                y.mul_(entry.dora)
+                if bias is not None:
+                    y += bias
 
         return hook
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from workers.inference.kv_cache import SlotKVCache
 from workers.inference.llama_weights import PER_LAYER, prepare_weights
-from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, apply_lora
+from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, project
 from workers.inference.runner import WholePrefill
 
 IDLE_CAPACITY = 1024  # cache positions kept allocated while no sequence is active
@@ -52,7 +52,10 @@ class LlamaRunner(WholePrefill):
         self.attn_dtype = torch.float32 if device.type == "cpu" else self.dtype
         self.max_rows, self.max_length = max_rows, max_length
         self.w = prepare_weights(model, attn_dtype=self.attn_dtype, max_length=max_length)
-        self.bank = LoraBank(self.w.groups, dtype=self.attn_dtype, device=device)
+        self.bank = LoraBank(
+            self.w.groups, dtype=self.attn_dtype, device=device,
+            base_weight=lambda name: model.get_submodule(name).weight,  # views of the fused weights
+        )  # fmt: skip
         self.cache = SlotKVCache(
             len(self.w.layers), self.w.kv_heads, self.w.head_dim,
             dtype=self.attn_dtype, device=device, max_length=max_length,
@@ -228,7 +231,7 @@ class LlamaRunner(WholePrefill):
             cos, sin, mask = contexts[layer.kind]
             keys, values = self.cache.keys[index], self.cache.values[index]
             h = self._norm(x, layer.ln1)
-            qkv = apply_lora(F.linear(h, layer.qkv, layer.qkv_bias), h, entries[slot])
+            qkv = project(h, layer.qkv, entries[slot], bias=layer.qkv_bias)
             qkv = qkv.to(self.attn_dtype)
             v = qkv[:, q_size + kv_size :].view(count, kv_heads, hd)
             if layer.q_norm is not None and layer.k_norm is not None:
@@ -262,24 +265,22 @@ class LlamaRunner(WholePrefill):
                 )  # fmt: skip
                 attn = out[0].transpose(0, 1).reshape(count, q_size).to(self.dtype)
             if layer.post_attn_norm is None:
-                x = apply_lora(torch.addmm(x, attn, layer.o.T), attn, entries[slot + 1])
-                if layer.o_bias is not None:
-                    x += layer.o_bias
+                x = project(attn, layer.o, entries[slot + 1], bias=layer.o_bias, residual=x)
             else:
-                o = apply_lora(F.linear(attn, layer.o, layer.o_bias), attn, entries[slot + 1])
+                o = project(attn, layer.o, entries[slot + 1], bias=layer.o_bias)
                 x = x + self._norm(o, layer.post_attn_norm)
             h = self._norm(x, layer.ln2)
-            gate_up = apply_lora(h @ layer.gate_up.T, h, entries[slot + 2])
+            gate_up = project(h, layer.gate_up, entries[slot + 2])
             gate, up = gate_up[:, : w.intermediate], gate_up[:, w.intermediate :]
             act = (F.gelu(gate, approximate="tanh") if w.gemma else F.silu(gate)) * up
             if layer.post_ff_norm is None:
-                x = apply_lora(torch.addmm(x, act, layer.down.T), act, entries[slot + 3])
+                x = project(act, layer.down, entries[slot + 3], residual=x)
             else:
-                down = apply_lora(act @ layer.down.T, act, entries[slot + 3])
+                down = project(act, layer.down, entries[slot + 3])
                 x = x + self._norm(down, layer.post_ff_norm)
         if not logits:
             return None
         if prefill is not None:
             x = x[-1:]  # only the last prompt position predicts a token
         h = self._norm(x, w.final_norm)
-        return apply_lora(h @ w.lm_head.T, h, entries[-1]).float()
+        return project(h, w.lm_head, entries[-1]).float()

@@ -30,9 +30,9 @@ from app.catalog import (
     get_entry,
     is_complete,
     locate_packaged_gguf,
-    model_cache_dir,
     model_status,
 )
+from app.storage import DataDir
 from workers.ml.device import free_memory
 from workers.ml.errors import ConversionError, InvalidModelSource, ModelNotInstalled
 
@@ -136,11 +136,11 @@ def ensure_converted(entry_id: str, data_dir: str | Path, progress: Progress | N
         entry = get_entry(entry_id)
     except UnknownModelError as exc:
         raise InvalidModelSource(str(exc)) from exc
-    target = model_cache_dir(data_dir, entry.id)
+    target = DataDir(data_dir).model(entry.id)
     if is_complete(target):
         report(progress, 1.0, "model already converted")
         return target
-    status, reason = model_status(entry, data_dir)
+    status, reason = model_status(entry, DataDir(data_dir))
     if status is ModelStatus.MISSING:
         raise ModelNotInstalled(reason)
     target.parent.mkdir(parents=True, exist_ok=True)
