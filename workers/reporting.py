@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import delete, select
 
 from app import events
 from app.db import session_scope
+from app.event_types import JobEvent, JobLog, JobMetric, JobStart
 from app.models import MetricPoint, TrainingJob
 from app.redis_client import get_redis
 from app.redis_keys import job_stop_key
@@ -39,11 +41,12 @@ class BusReporter:
         self._pending: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
 
-    def _publish(self, kind: str, data: dict[str, Any]) -> None:
+    def _publish(self, kind: str, build: Callable[[], JobEvent]) -> None:
+        """Build (validate) and append one event; a bad event or a Redis blip is only logged."""
         try:
-            events.publish(self.redis, self.job_id, kind, data)
-        except Exception:
-            logger.warning("could not publish a %s event for job %s", kind, self.job_id)
+            events.publish_job(self.redis, self.job_id, build())
+        except Exception as exc:
+            logger.warning("could not publish a %s event for job %s: %s", kind, self.job_id, exc)
 
     def start(self, total_steps: int, info: dict[str, Any]) -> None:
         resumed = int(info.get("resumed_from_step") or 0)
@@ -62,9 +65,11 @@ class BusReporter:
             )
             try:
                 missed = {
-                    data["step"]: data
-                    for _id, kind, data in events.read_all(self.redis, self.job_id)
-                    if kind == "metric" and data["step"] <= resumed and data["step"] not in stored
+                    event.step: event.model_dump(exclude={"type"})
+                    for _id, event in events.read_job_events(self.redis, self.job_id)
+                    if isinstance(event, JobMetric)
+                    and event.step <= resumed
+                    and event.step not in stored
                 }
             except Exception:  # Redis lost the stream too: nothing more to recover
                 missed = {}
@@ -75,11 +80,11 @@ class BusReporter:
             job = session.get(TrainingJob, self.job_id)
             if job is not None:
                 job.total_steps = total_steps
-        self._publish("start", {"total_steps": total_steps, "info": info})
+        self._publish("start", lambda: JobStart(total_steps=total_steps, info=info))
         self.log(f"training {total_steps} steps: {json.dumps(info, default=str)}")
 
     def metrics(self, event: dict[str, Any]) -> None:
-        self._publish("metric", event)
+        self._publish("metric", lambda: JobMetric.model_validate(event))
         self._pending.append(event)
         due = time.monotonic() - self._last_flush >= FLUSH_EVERY_S
         if len(self._pending) >= FLUSH_EVERY_EVENTS or due:
@@ -118,7 +123,7 @@ class BusReporter:
                 handle.write(line + "\n")
         except OSError:
             logger.warning("could not write the log of job %s", self.job_id)
-        self._publish("log", {"line": line})
+        self._publish("log", lambda: JobLog(line=line))
 
     def end(self, result: Any) -> None:
         self.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, model_validator
 
 
@@ -20,7 +22,11 @@ class ModelPublic(BaseModel):
     default_chat_template: str | None
     description: str
     status: str
+    # Why the model has its status: `status_reason` in English (logs, scripts), and the code
+    # with its parameters that pages render in the reader's language (app.error_codes).
     status_reason: str
+    status_reason_code: str | None = None
+    status_params: dict[str, Any] = {}
     default: bool
     registered_id: int | None
 
@@ -52,3 +58,6 @@ class ProgressPublic(BaseModel):
     state: str  # idle | queued | running | done | failed
     fraction: float
     message: str
+    # On failure: the error's code and parameters (app.error_codes); `message` is the English.
+    code: str | None = None
+    params: dict[str, Any] = {}

@@ -133,7 +133,9 @@ def send(session: Session, conversation: Conversation, text: str) -> list[ChatMe
     params = generation.GenParams.model_validate(conversation.params or {})
     for ref, answer in zip(refs, answers, strict=True):
         history = _history(conversation, previous, ref.label) + [{"role": "user", "content": text}]
-        answer.request_id = generation.start(ref, history, params, message_id=answer.id)
+        answer.request_id = generation.start(
+            ref, history, params, owner_id=project.owner_id, message_id=answer.id
+        )
     session.commit()
     return answers
 

@@ -1,9 +1,10 @@
 """Asking an `infer` worker for an answer: resolve which model, queue the request, relay tokens.
 
 The request travels as JSON in Redis (`generation_request_key`), the task gets only its id; the
-worker appends `token`, `status`, `done` and `error` events to the request's stream, which the
-SSE relays (chat page, OpenAI-compatible API) follow. Cancelling sets a key the worker checks
-before every token.
+worker appends `status`, `token`, `done` and `error` events (app/event_types.py) to the request's
+stream, which the SSE relays (chat page, OpenAI-compatible API) follow. The request records who
+asked for it: only that user may follow or cancel it (`check_owner`). Cancelling sets a key the
+worker checks before every token.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from app.services.health import alive_workers
 from app.services.model_choices import loader_source
 
 REQUEST_TTL_S = 3600
+IDLE_LIMIT_S = 600  # relays give up on (and cancel) an answer that produced nothing for 10 min
 
 
 class GenParams(BaseModel):
@@ -119,9 +121,11 @@ def start(
     messages: list[dict[str, str]],
     params: GenParams,
     *,
+    owner_id: int,
     message_id: int | None = None,
 ) -> str:
-    """Queue a generation; returns the request id whose stream carries the answer."""
+    """Queue a generation for user `owner_id`; returns the request id whose stream carries the
+    answer."""
     require_infer_worker()
     request_id = uuid.uuid4().hex
     payload: dict[str, Any] = {
@@ -129,10 +133,19 @@ def start(
         "messages": messages,
         "params": params.model_dump(),
         "message_id": message_id,
+        "owner_id": owner_id,
     }
     get_redis().set(generation_request_key(request_id), json.dumps(payload), ex=REQUEST_TTL_S)
     enqueue(TaskName.GENERATE, request_id)
     return request_id
+
+
+def check_owner(request_id: str, user: User) -> None:
+    """NotFound unless `request_id` is a live request of `user`: another user's request answers
+    exactly as an unknown or expired one does, so ids reveal nothing."""
+    raw = get_redis().get(generation_request_key(request_id)) if request_id.isalnum() else None
+    if raw is None or json.loads(raw).get("owner_id") != user.id:
+        raise NotFound("errors.generation_not_found")
 
 
 def cancel(request_id: str) -> None:

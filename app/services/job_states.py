@@ -14,6 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app import events
+from app.error_codes import JobError
+from app.event_types import JobStatusChanged
 from app.models import JobStatus, TrainingJob
 from app.redis_client import get_redis
 
@@ -22,9 +24,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _publish_status(job_id: int, status: str, **extra: Any) -> None:
+def _publish_status(
+    job_id: int,
+    status: JobStatus,
+    *,
+    code: str | None = None,
+    params: dict[str, Any] | None = None,
+    message: str | None = None,
+) -> None:
+    """Append a `status` event; a failure carries its code and params (for the catalogs) and
+    the English message."""
     try:
-        events.publish(get_redis(), job_id, "status", {"status": status, **extra})
+        event = JobStatusChanged(status=status, code=code, params=params, message=message)
+        events.publish_job(get_redis(), job_id, event)
     except Exception:  # the database already holds the truth; the stream is for liveness
         pass
 
@@ -50,6 +62,7 @@ def claim_job(session: Session, job_id: int, worker: str) -> bool:
         heartbeat_at=now(),
         error=None,
         error_code=None,
+        error_params=None,
         finished_at=None,
     )
     if moved:
@@ -76,7 +89,15 @@ def finish_job(session: Session, job_id: int, result: dict[str, Any]) -> bool:
     return moved
 
 
-def fail_job(session: Session, job_id: int, code: str, message: str) -> bool:
+def fail_job(
+    session: Session,
+    job_id: int,
+    code: str,
+    message: str,
+    params: dict[str, Any] | None = None,
+) -> bool:
+    """`code` (an app.error_codes code) and `params` are what pages show, through the message
+    catalogs; `message` is the English sentence for logs and the API."""
     moved = _move(
         session,
         job_id,
@@ -84,11 +105,12 @@ def fail_job(session: Session, job_id: int, code: str, message: str) -> bool:
         status=JobStatus.FAILED,
         error_code=code,
         error=message,
+        error_params=params or {},
         finished_at=now(),
         stop_requested=None,
     )
     if moved:
-        _publish_status(job_id, JobStatus.FAILED, error=message, code=code)
+        _publish_status(job_id, JobStatus.FAILED, message=message, code=code, params=params or {})
     return moved
 
 
@@ -116,6 +138,7 @@ def requeue_job(session: Session, job_id: int) -> bool:
         status=JobStatus.QUEUED,
         error=None,
         error_code=None,
+        error_params=None,
         finished_at=None,
         stop_requested=None,
     )
@@ -139,6 +162,7 @@ def reap_lost_jobs(session: Session, timeout_s: float) -> list[int]:
             f"The worker stopped responding (no heartbeat for {int(timeout_s)} s): it was killed "
             "or its machine was lost. Resume the job to continue from its last checkpoint."
         )
-        if fail_job(session, job_id, "worker_lost", message):
+        params = {"seconds": int(timeout_s)}
+        if fail_job(session, job_id, JobError.WORKER_LOST, message, params):
             reaped.append(job_id)
     return reaped

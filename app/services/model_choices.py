@@ -7,15 +7,18 @@ a catalog id, `local:/abs/path` or `hub:org/name`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import catalog
+from app.error_codes import ModelError, ModelNote, catalog_key, english, install_command
 from app.errors import FieldError, InvalidInput
 from app.models import RegisteredModel, User
+from app.storage import DataDir
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,9 @@ class ModelChoice:
     default_chat_template: str | None
     description: str
     status: str  # ready | needs_conversion | needs_download | downloading | failed | missing
-    reason: str
+    reason: str  # in English (logs, the API); pages render reason_code with reason_params
+    reason_code: str | None = None  # an app.error_codes code
+    reason_params: dict[str, Any] = field(default_factory=dict)
     default: bool = False
     registered_id: int | None = None
 
@@ -51,8 +56,31 @@ def format_parameters(count: int | None) -> str:
     return f"{count / 1e6:.1f}M"
 
 
+def _builtin_reason(
+    entry: catalog.CatalogEntry, status: catalog.ModelStatus, sentence: str, data_dir: DataDir
+) -> tuple[str, dict[str, Any]]:
+    """The code and params of app.catalog.model_status's English sentence."""
+    src = entry.source
+    if status is catalog.ModelStatus.READY:
+        return ModelNote.CACHED, {"path": str(catalog.cache_folder(entry, data_dir))}
+    if status is catalog.ModelStatus.NEEDS_DOWNLOAD:
+        return ModelNote.DOWNLOADS_ON_FIRST_USE, {"repo": src.repo_id or ""}
+    if status is catalog.ModelStatus.NEEDS_CONVERSION:
+        if src.kind == "gguf_assembled":
+            return ModelNote.ASSEMBLES_ON_FIRST_LOAD, {}
+        return ModelNote.CONVERTS_ON_FIRST_LOAD, {}
+    # Missing: the catalog gives the install hint when the package is absent, another
+    # sentence when a package lacks its file or the source kind is unknown.
+    if sentence == entry.install_hint:
+        return ModelError.NOT_INSTALLED, {"command": install_command(entry.install_hint)}
+    if src.kind == "gguf_package":
+        return ModelError.PACKAGE_INCOMPLETE, {"package": src.package, "file": src.gguf_file}
+    return ModelError.UNKNOWN_SOURCE_KIND, {"kind": src.kind}
+
+
 def _from_entry(entry: catalog.CatalogEntry, data_dir: Path) -> ModelChoice:
-    status, reason = catalog.model_status(entry, data_dir)
+    status, reason = catalog.model_status(entry, DataDir(data_dir))
+    code, params = _builtin_reason(entry, status, reason, DataDir(data_dir))
     return ModelChoice(
         id=entry.id,
         kind="builtin",
@@ -68,11 +96,16 @@ def _from_entry(entry: catalog.CatalogEntry, data_dir: Path) -> ModelChoice:
         description=entry.description,
         status=status.value,
         reason=reason,
+        reason_code=code,
+        reason_params=params,
         default=entry.default,
     )
 
 
 def _from_registered(row: RegisteredModel) -> ModelChoice:
+    # status_reason holds a code; rows failed before codes existed hold an English sentence.
+    code = row.status_reason if catalog_key(row.status_reason) else None
+    params = row.status_params or {}
     return ModelChoice(
         id=row.key,
         kind=row.kind,
@@ -87,7 +120,9 @@ def _from_registered(row: RegisteredModel) -> ModelChoice:
         default_chat_template=None if row.has_chat_template else "chatml",
         description=row.location,
         status=row.status,
-        reason=row.status_reason,
+        reason=english(code, params) if code else row.status_reason,
+        reason_code=code,
+        reason_params=params,
         registered_id=row.id,
     )
 
@@ -152,6 +187,8 @@ def to_public(choice: ModelChoice) -> dict[str, object]:
         "description": choice.description,
         "status": choice.status,
         "status_reason": choice.reason,
+        "status_reason_code": choice.reason_code,
+        "status_params": choice.reason_params,
         "default": choice.default,
         "registered_id": choice.registered_id,
     }

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.error_codes import catalog_key
 from app.errors import FieldError, InvalidInput, NotFound
+from app.i18n import Translator, placeholders
 from app.models import User
 from app.queue import TaskName, enqueue
 from app.services import model_choices, model_progress, registered_models
@@ -27,11 +29,12 @@ def start_preparing(session: Session, owner: User, model_id: str, data_dir: Path
         row = registered_models.get_registered(session, owner, choice.registered_id)
         registered_models.request_download(session, row)
     else:
-        raise InvalidInput(
-            [
-                FieldError(
-                    "id", "errors.nothing_to_prepare", {"model": model_id, "reason": choice.reason}
-                )
-            ]
-        )
+        # Say why, in the reader's language: the reason's own message (e.g. the install
+        # command of a missing package), with "?" for a parameter an older row lacks.
+        key = catalog_key(choice.reason_code)
+        if key is None:
+            key, params = "errors.nothing_to_prepare", {"model": model_id}
+        else:
+            params = dict.fromkeys(placeholders(Translator()(key)), "?") | choice.reason_params
+        raise InvalidInput([FieldError("id", key, params)])
     return model_progress.get_progress(model_id)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import catalog
+from app.error_codes import TaskError
 from app.errors import FieldError, InvalidInput, NotFound
 from app.models import RegisteredModel, User
 from app.queue import TaskName, enqueue
@@ -89,13 +90,13 @@ def register_hub(session: Session, owner: User, hub_id: str) -> RegisteredModel:
 
 
 def request_download(session: Session, row: RegisteredModel) -> None:
-    row.status, row.status_reason = "downloading", ""
+    row.status, row.status_reason, row.status_params = "downloading", "", None
     session.commit()
     try:
         enqueue(TaskName.PREPARE_MODEL, row.key)
     except Exception as exc:  # Redis down: say so on the row instead of failing the request
         logger.warning("could not queue the download of %s: %s", row.key, exc)
-        row.status, row.status_reason = "failed", "queue_unavailable"
+        row.status, row.status_reason = "failed", TaskError.QUEUE_UNAVAILABLE
         session.commit()
 
 

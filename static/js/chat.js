@@ -1,5 +1,5 @@
 // Chat: each streaming answer opens its own EventSource and appends tokens as text (never as
-// HTML); when the answer is done the server's Markdown rendering replaces it. Enter sends,
+// HTML); when the answer is done (or failed) the server's rendering replaces it. Enter sends,
 // Shift+Enter starts a new line. Stop cancels the generation on the worker.
 (function () {
   function follow(el) {
@@ -22,7 +22,18 @@
       el.scrollIntoView({ block: "end" });
     });
     source.addEventListener("done", finish);
-    source.addEventListener("error", (e) => { if (e.data) finish(); });
+    // The server's `error` event carries `text`, already in the reader's language; the browser's
+    // own `error` (a dropped connection, which it retries) has no data.
+    source.addEventListener("error", (e) => {
+      if (!e.data) return;
+      const alert = document.createElement("div");
+      alert.className = "alert alert-error";
+      alert.setAttribute("role", "alert");
+      alert.textContent = JSON.parse(e.data).text;
+      box.replaceWith(alert);
+      if (status) status.textContent = "";
+      finish();
+    });
     const stop = el.querySelector(".stop-button");
     if (stop) stop.addEventListener("click", () => { fetch(el.dataset.cancel, { method: "POST" }); stop.disabled = true; });
   }

@@ -27,6 +27,14 @@ def test_out_of_memory_becomes_training_oom_with_advice(error: Exception) -> Non
     for hint in ("`batch_size` (now 8", "`max_length` (now 2048)", "gradient_checkpointing"):
         assert hint in message
     assert "qlora" in message and caught.value.__cause__ is error
+    # What the job page renders, in the reader's language (app.error_codes).
+    assert caught.value.code == "oom"
+    assert caught.value.params == {
+        "batch_size": 8,
+        "max_length": 2048,
+        "gradient_checkpointing": False,
+        "device": "cpu",
+    }
 
 
 def test_other_runtime_errors_pass_through() -> None:

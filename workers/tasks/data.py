@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from app.config import get_settings
 from app.db import session_scope, update_row
+from app.error_codes import TaskError, catalog_key, error_of
 from app.models import Dataset
 from app.queue import TaskName
 from app.services.model_choices import loader_source
@@ -27,6 +29,24 @@ def _set(dataset_id: int, **fields: object) -> None:
     update_row(Dataset, dataset_id, **fields)
 
 
+def _stats_failed(dataset_id: int, message: str, code: str, params: dict[str, Any]) -> None:
+    """stats_error keeps the code (as app.services.datasets does for queue_unavailable) and
+    `stats` its params, for the page to render; the English goes to the log."""
+    logger.info("statistics failed for dataset %s: %s", dataset_id, message)
+    _set(dataset_id, stats_status="failed", stats_error=code, stats={"error_params": params})
+
+
+def _preview_failed(request_id: str, message: str, code: str, params: dict[str, Any]) -> None:
+    failure = {"error": message, "error_code": code, "error_params": params}
+    set_result(request_id, {"status": "failed", **failure})
+
+
+def _error_of(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    if isinstance(exc, ChatFormatError) and catalog_key(getattr(exc, "code", None)) is None:
+        return TaskError.CHAT_FORMAT_FAILED, {"detail": str(exc)}
+    return error_of(exc)
+
+
 @celery_app.task(name=TaskName.ANALYZE_DATASET)
 def analyze_dataset(dataset_id: int) -> None:
     settings = get_settings()
@@ -39,22 +59,22 @@ def analyze_dataset(dataset_id: int) -> None:
         source, template, max_length = project.base_model, project.chat_template, project.max_length
         duplicates = int(dataset.report.get("counts", {}).get("duplicate_row", 0))
         dataset.stats_status, dataset.stats_error = "running", None
-    path = settings.paths.dataset(dataset_id) / "normalized.jsonl"
+    path = settings.paths.normalized(dataset_id)
     try:
         tokenizer = load_tokenizer(loader_source(source), data_dir=settings.data_dir)
         stats = token_stats(
             tokenizer, path, template=template, max_length=max_length, duplicates=duplicates
         )
     except ModelLoadError as exc:
-        _set(dataset_id, stats_status="failed", stats_error=str(exc)[:2000])
+        _stats_failed(dataset_id, str(exc), *error_of(exc))
         return
     except FileNotFoundError:
         # The dataset was deleted while this task waited in the queue.
-        _set(dataset_id, stats_status="failed", stats_error="the dataset's files are gone")
+        _stats_failed(dataset_id, "the dataset's files are gone", TaskError.DATASET_GONE, {})
         return
     except Exception as exc:
         logger.exception("statistics failed for dataset %s", dataset_id)
-        _set(dataset_id, stats_status="failed", stats_error=f"{type(exc).__name__}: {exc}"[:2000])
+        _stats_failed(dataset_id, f"{type(exc).__name__}: {exc}", *error_of(exc))
         raise
     stats["tokenizer"] = source
     _set(dataset_id, stats_status="ready", stats=stats)
@@ -67,11 +87,11 @@ def preview_template(request_id: str, dataset_id: int, row: int) -> None:
     with session_scope() as session:
         dataset = session.get(Dataset, dataset_id)
         if dataset is None:
-            set_result(request_id, {"status": "failed", "error": "dataset deleted"})
+            _preview_failed(request_id, "dataset deleted", TaskError.DATASET_GONE, {})
             return
         project = dataset.project
         source, template, max_length = project.base_model, project.chat_template, project.max_length
-    path = settings.paths.dataset(dataset_id) / "normalized.jsonl"
+    path = settings.paths.normalized(dataset_id)
     try:
         messages = next(m for i, m in enumerate(iter_conversations(path), start=1) if i == row)
         tokenizer = load_tokenizer(loader_source(source), data_dir=settings.data_dir)
@@ -79,8 +99,14 @@ def preview_template(request_id: str, dataset_id: int, row: int) -> None:
             tokenizer, messages, template=template, max_length=max_length
         )
         segments = segments_from_example(tokenizer, example)
-    except (ModelLoadError, ChatFormatError, StopIteration) as exc:
-        set_result(request_id, {"status": "failed", "error": str(exc) or type(exc).__name__})
+    except StopIteration:
+        _preview_failed(request_id, f"no row {row}", TaskError.ROW_NOT_FOUND, {"row": row})
+        return
+    except FileNotFoundError:  # deleted while this task waited in the queue
+        _preview_failed(request_id, "the dataset's files are gone", TaskError.DATASET_GONE, {})
+        return
+    except (ModelLoadError, ChatFormatError) as exc:
+        _preview_failed(request_id, str(exc), *_error_of(exc))
         return
     set_result(
         request_id,

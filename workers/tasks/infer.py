@@ -18,6 +18,14 @@ from redis import Redis
 from app import events
 from app.config import get_settings
 from app.db import update_row
+from app.event_types import (
+    ChatErrorCode,
+    GenerationDone,
+    GenerationError,
+    GenerationEvent,
+    GenerationStatus,
+    GenerationToken,
+)
 from app.models import ChatMessage
 from app.queue import TaskName
 from app.redis_client import get_redis
@@ -55,10 +63,12 @@ def scheduler() -> Scheduler:
         return _scheduler
 
 
-def too_long_message(exc: PromptTooLong) -> str:
-    return (
-        f"The conversation is {exc.prompt_tokens} tokens long, {exc.over_by} over the "
-        f"model's limit of {exc.limit}: shorten it or start a new conversation."
+def too_long_error(exc: PromptTooLong) -> GenerationError:
+    return GenerationError.of(
+        ChatErrorCode.PROMPT_TOO_LONG,
+        prompt_tokens=exc.prompt_tokens,
+        over_by=exc.over_by,
+        limit=exc.limit,
     )
 
 
@@ -69,7 +79,7 @@ def publish_token(redis: Redis, key: str, text: str, cancel_key: str) -> bool:
     streaming, three separate calls per token cost the pool threads measurable decode speed.
     """
     pipe = redis.pipeline(transaction=False)
-    events.publish_to(pipe, key, "token", {"text": text}, ttl_s=STREAM_TTL_S)
+    events.publish(pipe, key, GenerationToken(text=text), ttl_s=STREAM_TTL_S)
     pipe.exists(cancel_key)
     return bool(pipe.execute()[-1])
 
@@ -84,11 +94,25 @@ def generate(request_id: str) -> None:
     raw = redis.get(generation_request_key(request_id))
     key = generation_stream_key(request_id)
 
-    def emit(kind: str, data: dict[str, Any]) -> None:
-        events.publish_to(redis, key, kind, data, ttl_s=STREAM_TTL_S)
+    def emit(event: GenerationEvent) -> None:
+        events.publish(redis, key, event, ttl_s=STREAM_TTL_S)
+
+    def fail(message_id: int | None, error: GenerationError) -> None:
+        # The row first: the page reloads the answer on the error event and must find it stored
+        # (English in `content` for logs; the page renders the code and params).
+        try:
+            _save(
+                message_id,
+                state="error",
+                content=error.message,
+                error_code=error.code.value,
+                error_params=error.params,
+            )
+        finally:
+            emit(error)
 
     if raw is None:
-        emit("error", {"code": "expired", "message": "the request expired before a worker took it"})
+        emit(GenerationError.of(ChatErrorCode.EXPIRED))
         return
     request = json.loads(raw)
     model, params, message_id = request["model"], request["params"], request.get("message_id")
@@ -97,7 +121,7 @@ def generate(request_id: str) -> None:
     try:
         sched = scheduler()
         if model["base"] not in sched.engine.loaded_bases():
-            emit("status", {"state": "loading"})
+            emit(GenerationStatus(state="loading"))
         if model["adapter_id"]:
             sched.engine.register_adapter(model["base"], model["adapter_id"], model["adapter_path"])
         handle = sched.submit(
@@ -116,35 +140,33 @@ def generate(request_id: str) -> None:
                 done = event
                 break
             if not text:
-                emit("status", {"state": "generating"})
+                emit(GenerationStatus(state="generating"))
             text.append(event.text)
             if publish_token(redis, key, event.text, cancel_key):
                 handle.cancel()
     except (InferenceError, ModelLoadError) as exc:
-        emit("error", {"code": "model_unavailable", "message": str(exc)})
-        _save(message_id, state="error", content=str(exc))
+        fail(message_id, GenerationError.of(ChatErrorCode.MODEL_UNAVAILABLE, detail=str(exc)))
         return
     except Exception as exc:
         logger.exception("generation %s failed", request_id)
-        emit("error", {"code": "error", "message": f"{type(exc).__name__}: {exc}"})
-        _save(message_id, state="error", content=f"{type(exc).__name__}: {exc}")
+        detail = f"{type(exc).__name__}: {exc}"
+        fail(message_id, GenerationError.of(ChatErrorCode.GENERIC, detail=detail))
         raise
     if done is None or done.finish_reason == "error":
         error = done.error if done is not None else None
         if isinstance(error, PromptTooLong):
-            code, message = "prompt_too_long", too_long_message(error)
+            fail(message_id, too_long_error(error))
         else:
-            code, message = "error", str(error or "the generation ended without a result")
-        emit("error", {"code": code, "message": message})
-        _save(message_id, state="error", content=message)
+            detail = str(error or "the generation ended without a result")
+            fail(message_id, GenerationError.of(ChatErrorCode.GENERIC, detail=detail))
         return
-    stats = {
-        "finish_reason": done.finish_reason,
-        "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens,
-        "time_to_first_token_s": done.time_to_first_token_s or 0.0,
-        "tokens_per_s": done.tokens_per_s,
-    }
+    finished = GenerationDone(
+        finish_reason=done.finish_reason,
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        time_to_first_token_s=done.time_to_first_token_s or 0.0,
+        tokens_per_s=done.tokens_per_s,
+    )
     state = "stopped" if done.finish_reason == "cancelled" else "done"
-    _save(message_id, state=state, content="".join(text), stats=stats)
-    emit("done", stats)
+    _save(message_id, state=state, content="".join(text), stats=finished.stats())
+    emit(finished)

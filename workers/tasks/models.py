@@ -5,12 +5,14 @@ the outcome of a download is stored on the registered model's row."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
 from app import catalog
 from app.config import get_settings
 from app.db import session_scope
+from app.error_codes import error_of
 from app.models import RegisteredModel
 from app.queue import TaskName
 from app.services.model_choices import loader_source
@@ -29,6 +31,13 @@ def _update_rows(key: str, **fields: object) -> None:
                 setattr(row, name, value)
 
 
+def _failed(model_key: str, message: str, code: str, params: dict[str, Any]) -> None:
+    """The row keeps the code and params (pages render them); the English goes to the log."""
+    logger.info("preparing %s failed: %s", model_key, message)
+    set_progress(model_key, "failed", 0.0, message, code, params)
+    _update_rows(model_key, status="failed", status_reason=code, status_params=params)
+
+
 @celery_app.task(name=TaskName.PREPARE_MODEL)
 def prepare_model(model_key: str) -> None:
     settings = get_settings()
@@ -40,14 +49,11 @@ def prepare_model(model_key: str) -> None:
     try:
         resolved = resolve_source(loader_source(model_key), settings.data_dir, progress)
     except ModelLoadError as exc:
-        set_progress(model_key, "failed", 0.0, str(exc))
-        _update_rows(model_key, status="failed", status_reason=str(exc)[:2000])
+        _failed(model_key, str(exc), *error_of(exc))
         return
     except Exception as exc:
         logger.exception("preparing %s failed", model_key)
-        reason = f"{type(exc).__name__}: {exc}"
-        set_progress(model_key, "failed", 0.0, reason)
-        _update_rows(model_key, status="failed", status_reason=reason[:2000])
+        _failed(model_key, f"{type(exc).__name__}: {exc}", *error_of(exc))
         raise
     if model_key.startswith("hub:"):
         info = catalog.inspect_local_folder(resolved.folder)
@@ -55,6 +61,7 @@ def prepare_model(model_key: str) -> None:
             model_key,
             status="ready",
             status_reason="",
+            status_params=None,
             model_type=info.model_type,
             architecture=info.architecture,
             parameter_count=info.parameter_estimate,

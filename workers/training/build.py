@@ -9,7 +9,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import get_scheduler
 
+from app.error_codes import JobError
 from app.schemas.training import Scheduler, TrainingConfig
+from workers.training.errors import UnsupportedSetting
 
 # The output projection is never adapted: it is tied to the input embeddings in most small
 # models, and the selective loss (loss.py) computes its gradient only with respect to its input.
@@ -23,7 +25,9 @@ def lora_config(config: TrainingConfig) -> LoraConfig:
     else:
         targets = [m for m in config.target_modules if m not in EXCLUDED_MODULES]
         if not targets:
-            raise ValueError("`target_modules` names no module that LoRA can adapt")
+            raise UnsupportedSetting(
+                "`target_modules` names no module that LoRA can adapt", JobError.NO_TARGET_MODULES
+            )
     return LoraConfig(
         task_type="CAUSAL_LM",
         r=config.rank,

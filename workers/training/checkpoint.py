@@ -25,6 +25,9 @@ import torch
 from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
+from app.error_codes import JobError
+from workers.training.errors import UnsupportedSetting
+
 KEEP_LAST = 2
 _PREFIX = "step-"
 
@@ -107,7 +110,11 @@ def load_checkpoint(
     weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(device))
     result = set_peft_model_state_dict(model, weights)
     if getattr(result, "unexpected_keys", None):
-        raise ValueError(f"checkpoint {path} does not match this LoRA configuration")
+        raise UnsupportedSetting(
+            f"checkpoint {path} does not match this LoRA configuration",
+            JobError.CHECKPOINT_MISMATCH,
+            path=str(path),
+        )
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt"))
     if scaler is not None and (path / "scaler.pt").is_file():

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+
+from app.error_codes import JobError
 
 # Messages PyTorch puts in a RuntimeError when an allocation fails: CUDA's caching allocator,
 # the CPU allocator (when the kernel refuses memory rather than killing the process) and MPS.
@@ -13,15 +16,35 @@ _OOM_MARKERS = ("out of memory", "DefaultCPUAllocator", "can't allocate memory")
 
 
 class TrainingError(Exception):
-    """Base of the errors train() raises on purpose (bad data, not enough memory)."""
+    """Base of the errors train() raises on purpose (bad data, not enough memory).
+
+    `code` (an app.error_codes code) and `params` let pages say it in the reader's language;
+    str(error) stays the English sentence for logs, the CLI and the API's `message`. Without
+    a code it is reported as an internal error with that sentence as the detail."""
+
+    code: str | None = None
+
+    def __init__(self, message: str, code: str | None = None, **params: Any) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.params = params
 
 
 class EmptyDataset(TrainingError):
     """No training example is left after tokenizing and filtering; raised before training."""
 
+    code = JobError.NO_TRAINABLE_ROWS  # or DATASET_EMPTY
+
 
 class TrainingOOM(TrainingError):
     """The device ran out of memory; the message says what to change."""
+
+    code = JobError.OOM
+
+
+class UnsupportedSetting(TrainingError, ValueError):
+    """A setting this device or install cannot run (a ValueError, as pydantic's are)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -56,4 +79,10 @@ def out_of_memory_as_training_error(
         if not is_out_of_memory(exc):
             raise
         advice = oom_advice(batch_size, max_length, gradient_checkpointing, device)
-        raise TrainingOOM(advice) from exc
+        raise TrainingOOM(
+            advice,
+            batch_size=batch_size,
+            max_length=max_length,
+            gradient_checkpointing=gradient_checkpointing,
+            device=device,
+        ) from exc

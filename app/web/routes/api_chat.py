@@ -2,74 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from app import events
+from app.error_codes import describe
 from app.errors import NotFound
+from app.event_types import GENERATION_EVENTS, GenerationError, GenerationEvent, generation_ended
 from app.models import ChatMessage
 from app.redis_keys import generation_stream_key
 from app.services import chat, generation
-from app.web.deps import CurrentUser, ProjectDep, SessionDep
+from app.web.deps import CurrentUser, ProjectDep, SessionDep, TranslatorDep
+from app.web.sse import EventStream, event_frame, event_stream_response, frame
 
 router = APIRouter(prefix="/api", tags=["chat"])
-IDLE_LIMIT_S = 600  # give up on an answer that produced nothing for ten minutes
 
 
 @router.get("/generations/{request_id}/events")
-async def generation_events(
+def generation_events(
     request_id: str,
     request: Request,
+    session: SessionDep,
     user: CurrentUser,
+    t: TranslatorDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """`status` (loading / generating), `token` {text}, then `done` {stats} or `error`.
-    A client that goes away cancels the generation, freeing the worker at the next token."""
-    if not request_id.isalnum():
-        raise NotFound("errors.generation_not_found")
+    """`status` (loading / generating), `token` {text}, then `done` {stats} or `error` {code,
+    params, message, text}: `text` is the error in the reader's language. A client that goes
+    away cancels the generation, freeing the worker at the next token."""
+    generation.check_owner(request_id, user)
+    session.close()  # nothing more to read: give the connection back before streaming
 
-    async def stream() -> AsyncIterator[str]:
-        client = events.async_client()
-        idle = 0
-        finished = False
-        try:
-            yield "retry: 1000\n\n"
-            key = generation_stream_key(request_id)
-            async for item in events.follow(client, key, last_event_id or "0"):
-                if await request.is_disconnected():
-                    return
-                if item is None:
-                    idle += 1
-                    if idle >= IDLE_LIMIT_S:
-                        return
-                    yield ": keep-alive\n\n"
-                    continue
-                idle = 0
-                event_id, kind, data = item
-                yield events.sse_frame(event_id, kind, data)
-                if kind in ("done", "error"):
-                    finished = True
-                    return
-        finally:
-            if not finished:
-                generation.cancel(request_id)
-            await client.aclose()
+    def encode(event_id: str, event: GenerationEvent) -> str:
+        if not isinstance(event, GenerationError):
+            return event_frame(event_id, event)
+        text = describe(t, event.code, event.params, event.message)
+        data = {**event.model_dump(mode="json", exclude={"type"}), "text": text}
+        return frame(event_id, event.type, json.dumps(data, ensure_ascii=False))
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    stream = EventStream(
+        request,
+        generation_stream_key(request_id),
+        GENERATION_EVENTS,
+        is_end=generation_ended,
+        last_event_id=last_event_id,
+        idle_limit_s=generation.IDLE_LIMIT_S,
+        on_abandon=lambda: generation.cancel(request_id),
     )
+    return event_stream_response(stream, retry_ms=1000, encode=encode)
 
 
 @router.post("/generations/{request_id}/cancel", status_code=202)
 def cancel_generation(request_id: str, user: CurrentUser) -> dict[str, str]:
-    if not request_id.isalnum():
-        raise NotFound("errors.generation_not_found")
+    generation.check_owner(request_id, user)
     generation.cancel(request_id)
     return {"request_id": request_id, "status": "cancelling"}
 

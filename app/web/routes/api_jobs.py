@@ -3,22 +3,22 @@ and the model versions they produce."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from app import events
-from app.models import JobStatus, ModelVersion, TrainingJob
+from app.event_types import JOB_EVENTS, job_stream_ended
+from app.models import ModelVersion, TrainingJob
+from app.models.job import TERMINAL
 from app.redis_keys import job_stream_key
 from app.schemas.jobs import JobClone, JobCreate, JobPublic, JobsPublic, VersionPublic
 from app.schemas.training import PRESETS
 from app.services import jobs as service
 from app.web.deps import CurrentUser, ProjectDep, SessionDep
+from app.web.sse import EventStream, event_stream_response, frame
 
 router = APIRouter(prefix="/api", tags=["jobs"])
-KEEPALIVE_EVERY = 15  # idle seconds between SSE comments, so proxies keep the stream open
 
 
 def job_public(session: SessionDep, job: TrainingJob) -> JobPublic:
@@ -83,49 +83,28 @@ def clone_job(job_id: int, body: JobClone, session: SessionDep, user: CurrentUse
 
 
 @router.get("/jobs/{job_id}/events")
-async def job_events(
+def job_events(
     job_id: int,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """Server-sent events: `metric`, `log`, `status`, `start`. Replays the whole stream for a new
-    viewer (or from Last-Event-ID on reconnect), then follows it; ends after a final status."""
+    """Server-sent events: `start`, `metric`, `log`, `status` (app/event_types.py), then `done`.
+    Replays the whole stream for a new viewer (or from Last-Event-ID on reconnect), then follows
+    it; ends after a final status, or once caught up when the job had already finished."""
     job = service.get_job(session, user, job_id)  # scope check before anything streams
-    finished = job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-    session.close()
-
-    async def stream() -> AsyncIterator[str]:
-        client = events.async_client()
-        idle = 0
-        try:
-            yield "retry: 2000\n\n"
-            async for item in events.follow(client, job_stream_key(job_id), last_event_id or "0"):
-                if await request.is_disconnected():
-                    return
-                if item is None:
-                    idle += 1
-                    if finished:
-                        yield events.sse_frame(None, "done", {})
-                        return
-                    if idle % KEEPALIVE_EVERY == 0:
-                        yield ": keep-alive\n\n"
-                    continue
-                idle = 0
-                event_id, kind, data = item
-                yield events.sse_frame(event_id, kind, data)
-                if kind == "status" and data.get("status") in ("succeeded", "failed", "cancelled"):
-                    yield events.sse_frame(None, "done", {})
-                    return
-        finally:
-            await client.aclose()
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    finished = job.status in TERMINAL
+    session.close()  # the stream may last hours: give the connection back now
+    stream = EventStream(
+        request,
+        job_stream_key(job_id),
+        JOB_EVENTS,
+        is_end=job_stream_ended,
+        last_event_id=last_event_id,
+        producer_done=finished,
     )
+    return event_stream_response(stream, retry_ms=2000, closing=frame(None, "done", "{}"))
 
 
 @router.get("/projects/{project_id}/versions")

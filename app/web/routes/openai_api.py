@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app import events
 from app.errors import AppError
+from app.event_types import (
+    GENERATION_EVENTS,
+    ChatErrorCode,
+    GenerationDone,
+    GenerationError,
+    GenerationEvent,
+    GenerationStatus,
+    GenerationToken,
+    generation_ended,
+)
 from app.redis_keys import generation_stream_key
 from app.services import generation
 from app.web.deps import CurrentUser, SessionDep, TranslatorDep
+from app.web.sse import EventStream, relay, sse_response
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -84,18 +94,12 @@ def _params(body: ChatCompletionRequest) -> generation.GenParams:
     return generation.GenParams(**values)
 
 
-async def _first_event(
-    request_id: str,
-) -> tuple[
-    AsyncIterator[tuple[str, str, dict[str, Any]] | None], Any, tuple[str, str, dict] | None
-]:
-    """Open the answer's stream and wait for its first real event (to pick the status code)."""
-    client = events.async_client()
-    stream = events.follow(client, generation_stream_key(request_id), "0")
+async def _first_event(stream: EventStream[GenerationEvent]) -> GenerationEvent | None:
+    """Wait for the answer's first token, done or error (it picks the status code)."""
     async for item in stream:
-        if item is not None and item[1] != "status":
-            return stream, client, item
-    return stream, client, None
+        if item is not None and not isinstance(item[1], GenerationStatus):
+            return item[1]
+    return None
 
 
 @router.post("/chat/completions", response_model=None)
@@ -111,7 +115,7 @@ async def chat_completions(
     try:
         _project, ref = generation.resolve_public_name(session, user, body.model)
         messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
-        request_id = generation.start(ref, messages, _params(body))
+        request_id = generation.start(ref, messages, _params(body), owner_id=user.id)
     except AppError as exc:
         status = 404 if exc.status_code == 404 else exc.status_code
         code = "model_not_found" if status == 404 else exc.code
@@ -122,110 +126,91 @@ async def chat_completions(
         return openai_error(400, str(exc), "invalid_value")
     session.close()
 
-    stream, client, first = await _first_event(request_id)
-    if first is not None and first[1] == "error":
-        await client.aclose()
-        data = first[2]
-        status = 400 if data.get("code") == "prompt_too_long" else 500
-        return openai_error(
-            status,
-            data.get("message", "generation failed"),
-            data.get("code", "error"),
-            "messages" if status == 400 else None,
-        )
-    completion_id = f"chatcmpl-{request_id}"
-    created = int(time.time())
-
-    async def items() -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        try:
-            if first is not None:
-                yield first[1], first[2]
-            if first is None or first[1] in ("done", "error"):
-                return
-            async for item in stream:
-                if await request.is_disconnected():
-                    generation.cancel(request_id)
-                    return
-                if item is None or item[1] == "status":
-                    continue
-                yield item[1], item[2]
-                if item[1] in ("done", "error"):
-                    return
-        finally:
-            await client.aclose()
-
-    if not body.stream:
-        text, done = [], {}
-        async for kind, data in items():
-            if kind == "token":
-                text.append(data["text"])
-            elif kind in ("done", "error"):
-                done = data
-        usage = _usage(done)
-        return JSONResponse(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": ref.name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(text)},
-                        "finish_reason": _finish(done),
-                    }
-                ],
-                "usage": usage,
-            }
-        )
-
-    include_usage = bool((body.stream_options or {}).get("include_usage"))
-
-    async def sse() -> AsyncIterator[str]:
-        def chunk(delta: dict[str, Any], finish: str | None, usage: Any = None) -> str:
-            payload: dict[str, Any] = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": ref.name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            if usage is not None:
-                payload["usage"] = usage
-            return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-        yield chunk({"role": "assistant", "content": ""}, None)
-        async for kind, data in items():
-            if kind == "token":
-                yield chunk({"content": data["text"]}, None)
-            elif kind in ("done", "error"):
-                yield chunk({}, _finish(data))
-                if include_usage:
-                    tail = {
-                        "id": completion_id,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": ref.name,
-                        "choices": [],
-                        "usage": _usage(data),
-                    }
-                    yield f"data: {json.dumps(tail)}\n\n"
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(
-        sse(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    stream = EventStream(
+        request,
+        generation_stream_key(request_id),
+        GENERATION_EVENTS,
+        is_end=generation_ended,
+        idle_limit_s=generation.IDLE_LIMIT_S,
+        on_abandon=lambda: generation.cancel(request_id),
     )
+    first = await _first_event(stream)
+    if first is None or isinstance(first, GenerationError):
+        await stream.aclose()
+        if first is None:
+            return openai_error(504, "no worker produced an answer in time", "timeout")
+        status = 400 if first.code == ChatErrorCode.PROMPT_TOO_LONG else 500
+        param = "messages" if status == 400 else None
+        return openai_error(status, first.message, first.code.value, param)
+    reply = Reply(f"chatcmpl-{request_id}", int(time.time()), ref.name)
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+
+        def encode(_event_id: str, event: GenerationEvent) -> str:
+            return reply.chunks(event, include_usage)
+
+        head = [reply.chunk({"role": "assistant", "content": ""}, None), encode("", first)]
+        return sse_response(relay(stream, encode, head=head, closing="data: [DONE]\n\n"))
+
+    text = [first.text] if isinstance(first, GenerationToken) else []
+    last: GenerationEvent = first
+    try:
+        async for item in stream:
+            if item is not None:
+                last = item[1]
+                if isinstance(last, GenerationToken):
+                    text.append(last.text)
+    finally:
+        await stream.aclose()
+    return JSONResponse(reply.completion("".join(text), last))
 
 
-def _finish(done: dict[str, Any]) -> str:
-    reason = done.get("finish_reason", "stop")
-    return "length" if reason == "length" else "stop"
+@dataclass
+class Reply:
+    """One completion's fixed fields, and its response bodies in OpenAI's shapes."""
+
+    id: str
+    created: int
+    model: str
+
+    def _base(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    def chunk(self, delta: dict[str, Any], finish: str | None) -> str:
+        payload = self._base("chat.completion.chunk")
+        payload["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    def chunks(self, event: GenerationEvent, include_usage: bool) -> str:
+        """The `data:` chunks of one event: a token's text, or the end (and the usage)."""
+        if isinstance(event, GenerationToken):
+            return self.chunk({"content": event.text}, None)
+        if not generation_ended(event):
+            return ""  # `status`: OpenAI's stream has no such chunk
+        out = self.chunk({}, _finish(event))
+        if include_usage:
+            tail = {**self._base("chat.completion.chunk"), "choices": [], "usage": _usage(event)}
+            out += f"data: {json.dumps(tail)}\n\n"
+        return out
+
+    def completion(self, text: str, last: GenerationEvent) -> dict[str, Any]:
+        message = {"role": "assistant", "content": text}
+        return {
+            **self._base("chat.completion"),
+            "choices": [{"index": 0, "message": message, "finish_reason": _finish(last)}],
+            "usage": _usage(last),
+        }
 
 
-def _usage(done: dict[str, Any]) -> dict[str, int]:
-    prompt, completion = int(done.get("prompt_tokens", 0)), int(done.get("completion_tokens", 0))
+def _finish(event: GenerationEvent) -> str:
+    length = isinstance(event, GenerationDone) and event.finish_reason == "length"
+    return "length" if length else "stop"
+
+
+def _usage(event: GenerationEvent) -> dict[str, int]:
+    prompt, completion = 0, 0
+    if isinstance(event, GenerationDone):
+        prompt, completion = event.prompt_tokens, event.completion_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

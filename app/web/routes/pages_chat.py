@@ -9,6 +9,7 @@ from markdown_it import MarkdownIt
 from starlette.responses import HTMLResponse, Response
 
 from app.errors import AppError, InvalidInput
+from app.event_types import ChatErrorCode  # noqa: F401 - registers the chat error codes
 from app.models import ChatMessage, Conversation, Project
 from app.services import chat
 from app.services import jobs as job_service
