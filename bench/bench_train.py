@@ -315,6 +315,16 @@ def run_child(kind: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     return {**json.loads(out.read_text()), "peak_rss": usage.ru_maxrss * 1024}
 
 
+# Precision names train() reports -> torch dtype names.
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def precision_peaks(precisions: set[str]) -> dict[str, float]:
+    """The matmul peak of each precision that ran, and of no other: on a CPU without native bf16
+    a bf16 matmul is emulated and takes minutes, for a peak no run used."""
+    return {p: matmul_peak(DTYPES[p]) for p in sorted(precisions)}
+
+
 def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 10) -> float:
     import torch
 
@@ -363,7 +373,7 @@ def verdict(ok: bool) -> str:
 def report(base: dict[str, Any], tune: dict[str, Any], args: argparse.Namespace) -> bool:
     w = args.warmup
     n_flop = base["params"] - base["embedding"]  # non-embedding params (lm_head tied)
-    peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+    peaks = precision_peaks({base["precision"], tune["precision"]})
     rate, cpu_rate = {}, {}
     for name, r in (("baseline", base), ("tunelab", tune)):
         tokens = sum(r["tokens"][w:])
@@ -384,7 +394,7 @@ def report(base: dict[str, Any], tune: dict[str, Any], args: argparse.Namespace)
     print(f"{'padding fraction':24}{base['padding']:>14.1%}{tune['padding']:>14.1%}")
     for name, r in (("baseline", base), ("tunelab", tune)):
         flops = 6 * n_flop * rate[name]
-        peak = peaks[r["precision"] if r["precision"] in peaks else "fp32"]
+        peak = peaks[r["precision"]]
         print(
             f"{name} achieved {flops / 1e9:.1f} GFLOP/s = {flops / peak:.1%} of the "
             f"{r['precision']} matmul peak {peak / 1e9:.0f} GFLOP/s"

@@ -36,12 +36,17 @@ class JobPublic(BaseModel):
     config: dict[str, Any]
     status: str
     stop_requested: str | None
+    # A failure: its code and parameters (app.error_codes; pages render them through the
+    # message catalogs) and the English sentence, for logs and scripts.
     error_code: str | None
+    error_params: dict[str, Any] | None = None
     error: str | None
     step: int
     total_steps: int
     epoch: float
     result: dict[str, Any] | None
+    # What the estimate promised at creation (app.services.estimates.Estimate.as_record).
+    estimate: dict[str, Any] | None = None
     cloned_from_id: int | None
     queue_position: int | None = None
     created_at: datetime

@@ -30,6 +30,13 @@ class Precision(StrEnum):
     FP32 = "fp32"
 
 
+class Overlength(StrEnum):
+    """What training does with a row longer than `max_length`."""
+
+    TRUNCATE = "truncate"  # cut from the right (an assistant turn may lose its end)
+    DROP = "drop"  # leave the row out
+
+
 class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +54,9 @@ class TrainingConfig(BaseModel):
     batch_size: int = Field(default=4, ge=1, le=512)
     gradient_accumulation: int = Field(default=1, ge=1, le=512)
     max_length: int = Field(default=512, ge=16, le=131072)
+    overlength: Overlength = Field(
+        default=Overlength.TRUNCATE, description="Rows longer than max_length: truncate or drop."
+    )
     scheduler: Scheduler = Scheduler.COSINE
     warmup_ratio: float = Field(default=0.03, ge=0, le=0.5)
     weight_decay: float = Field(default=0.0, ge=0, le=1)

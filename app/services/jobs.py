@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.error_codes import TaskError
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import (
     Dataset,
@@ -25,7 +26,8 @@ from app.queue import TaskName, enqueue
 from app.redis_client import get_redis
 from app.redis_keys import job_stop_key
 from app.schemas.training import TrainingConfig
-from app.services import job_states
+from app.services import estimates, job_states
+from app.services.estimates import estimate_steps
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def _enqueue(session: Session, job: TrainingJob) -> None:
     except Exception as exc:  # Redis down: the job must not sit in "queued" forever
         logger.warning("could not queue job %s: %s", job.id, exc)
         job_states.fail_job(
-            session, job.id, "queue_unavailable", "The job queue (Redis) is not reachable."
+            session, job.id, TaskError.QUEUE_UNAVAILABLE, "The job queue (Redis) is not reachable."
         )
         session.refresh(job)
 
@@ -124,20 +126,13 @@ def create_job(
         status=JobStatus.QUEUED,
         total_steps=estimate_steps(config, dataset.row_count),
         cloned_from_id=cloned_from.id if cloned_from else None,
+        # What the form promised, kept to set against the actual run when it ends.
+        estimate=estimates.for_job(session, project, config, dataset, val_dataset),
     )
     session.add(job)
     session.commit()
     _enqueue(session, job)
     return job
-
-
-def estimate_steps(config: TrainingConfig, rows: int) -> int:
-    """Optimizer steps the run will take (the worker reports the exact figure when it starts)."""
-    train_rows = max(1, math.floor(rows * (100 - config.val_percent) / 100))
-    per_epoch = max(
-        1, math.ceil(math.ceil(train_rows / config.batch_size) / config.gradient_accumulation)
-    )
-    return max(1, math.ceil(per_epoch * config.epochs))
 
 
 def request_stop(session: Session, job: TrainingJob, mode: str) -> TrainingJob:

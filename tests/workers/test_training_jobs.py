@@ -169,6 +169,8 @@ def test_empty_dataset_after_filtering_fails_before_training(client, worker, set
     assert job["status"] == "failed"
     assert job["step"] == 0
     assert job["error"]
+    assert job["error_code"] == "no_trainable_rows"
+    assert job["error_params"]["max_length"] == 16
 
 
 def test_live_events_arrive_while_running(client, worker, setup) -> None:  # type: ignore[no-untyped-def]
@@ -249,5 +251,11 @@ def test_deleted_validation_set_fails_the_resume_with_a_message(client, worker, 
 
     client.post(f"/api/jobs/{job['id']}/resume")
     job = wait_job(client, job["id"], lambda j: j["status"] == "failed")
-    assert "validation dataset was deleted" in job["error"], job["error"]
+    assert job["error_code"] == "validation_set_deleted", job
+    assert "validation dataset was deleted" in job["error"], job["error"]  # English, for the API
     assert "pick another validation set" in job["error"]
+    # The page says it in the reader's language, with the fix.
+    zh = client.get(f"/jobs/{job['id']}", headers={"Accept-Language": "zh-CN"}).text
+    assert "此作业的验证数据集已被删除。请点击“复制并修改”，另选一个验证集" in zh
+    en = client.get(f"/jobs/{job['id']}", headers={"Accept-Language": "en"}).text
+    assert "validation dataset was deleted" in en and "验证数据集" not in en

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,13 @@ def histogram(values: list[int], bins: int = HISTOGRAM_BINS) -> dict[str, list[f
     for value in values:
         counts[min(value // width, n - 1)] += 1
     return {"edges": [i * width for i in range(n + 1)], "counts": counts}
+
+
+def length_counts(values: list[int]) -> list[list[int]]:
+    """[[length, rows], ...] by increasing length: exact and compact (one pair per distinct
+    length, so at most max-length pairs however many rows), enough to count the rows over any
+    max length without tokenizing again (app.services.estimates.over_length)."""
+    return [[n, count] for n, count in sorted(Counter(values).items())]
 
 
 def token_stats(
@@ -91,4 +99,5 @@ def token_stats(
         "over_max_length_rows": long_rows,
         "duplicates": duplicates,
         "histogram": histogram(lengths),
+        "length_counts": length_counts(lengths),
     }

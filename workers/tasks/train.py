@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from app.config import get_settings
 from app.db import session_scope
+from app.error_codes import JobError, error_of
 from app.models import ModelVersion, TrainingJob
 from app.queue import TaskName
 from app.redis_client import get_redis
@@ -80,20 +81,22 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
     run_dir = settings.paths.run(job_id)
     checkpoints = checkpoint_dirs(run_dir)
     resume_from = checkpoints[-1] if checkpoints else None
-    reporter = BusReporter(job_id, run_dir / "train.log")
+    reporter = BusReporter(job_id, settings.paths.run_log(job_id))
     get_redis().delete(job_stop_key(job_id))
-    data_path = settings.paths.dataset(dataset_id) / "normalized.jsonl" if dataset_id else None
-    val_path = (
-        settings.paths.dataset(val_dataset_id) / "normalized.jsonl" if val_dataset_id else None
-    )
+    data_path = settings.paths.normalized(dataset_id) if dataset_id else None
+    val_path = settings.paths.normalized(val_dataset_id) if val_dataset_id else None
 
     try:
         if data_path is None or not data_path.exists():
-            raise TrainingError("The job's dataset was deleted; clone the job with another one.")
+            raise TrainingError(
+                "The job's dataset was deleted; clone the job with another one.",
+                JobError.DATASET_DELETED,
+            )
         if wants_val_set and (val_path is None or not val_path.exists()):
             raise TrainingError(
                 "The job's validation dataset was deleted; clone the job and pick another "
-                "validation set or the split."
+                "validation set or the split.",
+                JobError.VALIDATION_SET_DELETED,
             )
         with JobHeartbeat(job_id, settings.job_heartbeat_s):
             result = train(
@@ -108,19 +111,21 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
                 resume_from=resume_from,
             )
     except (TrainingError, ModelLoadError, ValueError) as exc:
-        # Errors with a message written for users (OOM advice, empty dataset, QLoRA on CPU...).
-        code = type(exc).__name__
+        # Errors with a message written for users (OOM advice, empty dataset, QLoRA on CPU...):
+        # their code and params are what the job page shows; an untyped ValueError is internal.
+        code, params = error_of(exc)
         reporter.log(f"failed: {exc}")
         reporter.flush()
         with session_scope() as session:
-            job_states.fail_job(session, job_id, code, str(exc))
+            job_states.fail_job(session, job_id, code, str(exc), params)
         return None
     except BaseException as exc:
         logger.exception("job %s crashed", job_id)
         reporter.log(f"crashed: {type(exc).__name__}: {exc}")
         reporter.flush()
+        code, params = error_of(exc)
         with session_scope() as session:
-            job_states.fail_job(session, job_id, "crash", f"{type(exc).__name__}: {exc}")
+            job_states.fail_job(session, job_id, code, f"{type(exc).__name__}: {exc}", params)
         raise
 
     summary = result.as_dict()

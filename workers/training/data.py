@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from app.error_codes import JobError
 from workers.ml.chat_format import IGNORE_INDEX, tokenize_conversation
 from workers.ml.errors import ChatFormatError
 from workers.training.errors import EmptyDataset
@@ -91,10 +92,17 @@ def split_rows(rows: list[Any], val_percent: int, seed: int) -> tuple[list[Any],
 
 
 def tokenize_rows(
-    tokenizer: Any, rows: Sequence[Any], max_length: int, template: str | None = None
+    tokenizer: Any,
+    rows: Sequence[Any],
+    max_length: int,
+    template: str | None = None,
+    overlength: str = "truncate",
 ) -> tuple[list[Example], DataStats]:
     """Examples for the rows that keep at least one trainable token; the rest are counted in
-    stats.dropped by reason (invalid_row, chat_format, no_trainable_tokens)."""
+    stats.dropped by reason (invalid_row, chat_format, over_max_length, no_trainable_tokens).
+
+    A row longer than max_length is cut from the right (overlength "truncate", counted in
+    stats.truncated) or left out (overlength "drop", counted as dropped over_max_length)."""
     stats = DataStats(rows=len(rows))
     examples: list[Example] = []
     for row in rows:
@@ -108,6 +116,9 @@ def tokenize_rows(
             )
         except ChatFormatError:
             stats.dropped["chat_format"] += 1
+            continue
+        if tok.truncated and overlength == "drop":
+            stats.dropped["over_max_length"] += 1
             continue
         labels = torch.tensor(tok.labels, dtype=torch.int32)
         # Position 0 is never predicted (nothing precedes it), hence labels[1:].
@@ -127,6 +138,7 @@ def describe_drops(stats: DataStats) -> str:
     why = {
         "invalid_row": "were not {'messages': [...]} rows",
         "chat_format": "could not be formatted with the chat template",
+        "over_max_length": "were longer than `max_length` (`overlength`=drop)",
         "no_trainable_tokens": "had no assistant tokens left (truncated by `max_length`?)",
     }
     parts = [f"{n} {why.get(reason, reason)}" for reason, n in sorted(stats.dropped.items())]
@@ -209,6 +221,7 @@ def load_datasets(
     val_percent: int,
     seed: int,
     template: str | None = None,
+    overlength: str = "truncate",
 ) -> tuple[list[Example], list[Example], dict[str, Any]]:
     """(train, val, stats) from the JSONL files; val comes from `val_path` when given, else from
     a seeded val_percent split of the training rows. Raises EmptyDataset when no training
@@ -218,14 +231,19 @@ def load_datasets(
         train_rows, val_rows = rows, read_rows(val_path)
     else:
         train_rows, val_rows = split_rows(rows, val_percent, seed)
-    train, train_stats = tokenize_rows(tokenizer, train_rows, max_length, template)
-    val, val_stats = tokenize_rows(tokenizer, val_rows, max_length, template)
+    train, train_stats = tokenize_rows(tokenizer, train_rows, max_length, template, overlength)
+    val, val_stats = tokenize_rows(tokenizer, val_rows, max_length, template, overlength)
     if not train:
         if not rows:
             reason = f"{train_path.name} has no rows"
-        else:
-            reason = f"all {train_stats.rows} training rows were dropped: "
-            reason += describe_drops(train_stats)
-        raise EmptyDataset(f"no training examples: {reason}")
+            raise EmptyDataset(f"no training examples: {reason}", JobError.DATASET_EMPTY)
+        reason = f"all {train_stats.rows} training rows were dropped: "
+        reason += describe_drops(train_stats)
+        raise EmptyDataset(
+            f"no training examples: {reason}",
+            rows=train_stats.rows,
+            max_length=max_length,
+            dropped=dict(train_stats.dropped),
+        )
     stats = {"train": train_stats.as_dict(), "val": val_stats.as_dict()}
     return train, val, stats

@@ -99,6 +99,7 @@ def train(
         val_percent=config.val_percent,
         seed=config.seed,
         template=config.chat_template,
+        overlength=config.overlength.value,
     )
     lengths = [len(e) for e in train_set]
     sampler = LengthGroupedBatches(lengths, config.batch_size, config.seed)
@@ -156,6 +157,7 @@ def train(
         "threads": torch.get_num_threads(),
     }
     reporter.start(n_steps, info)
+    _log_overlength(reporter, data_stats, config)
     if not selective:
         reporter.log("this model's output head is not recognised: using the full-logits loss")
 
@@ -242,6 +244,18 @@ def train(
     )
     reporter.end(result)
     return result
+
+
+def _log_overlength(reporter: Reporter, data_stats: dict[str, Any], config: TrainingConfig) -> None:
+    """Say what happened to rows longer than max_length (the counts are also in info["data"])."""
+    for split, stats in data_stats.items():
+        n = stats["truncated"] + stats["dropped"].get("over_max_length", 0)
+        if n:
+            done = "dropped" if config.overlength.value == "drop" else "truncated"
+            reporter.log(
+                f"{n} of {stats['rows']} {split} rows were longer than max_length "
+                f"{config.max_length} tokens: {done}"
+            )
 
 
 def _ema(previous: float | None, value: float) -> float:

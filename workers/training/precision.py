@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
+from app.error_codes import JobError
 from app.schemas.training import Method, Precision, TrainingConfig
 from workers.ml.device import pick_dtype
+from workers.training.errors import UnsupportedSetting
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,13 @@ def plan_precision(config: TrainingConfig, device: torch.device) -> PrecisionPla
         if wanted is Precision.AUTO:
             wanted = Precision.BF16 if bf16_ok else Precision.FP16
         if wanted is Precision.BF16 and not bf16_ok:
-            raise ValueError("`precision`=bf16 is not supported by this GPU; use fp16 or auto")
+            raise UnsupportedSetting(
+                "`precision`=bf16 is not supported by this GPU; use fp16 or auto",
+                JobError.PRECISION_UNSUPPORTED,
+                precision="bf16",
+                device=str(device),
+                use="fp16 / auto",
+            )
         if wanted is Precision.FP32:
             return PrecisionPlan("fp32", None, torch.float32, False)
         dtype = torch.bfloat16 if wanted is Precision.BF16 else torch.float16
@@ -63,7 +71,13 @@ def plan_precision(config: TrainingConfig, device: torch.device) -> PrecisionPla
         if wanted is Precision.AUTO:
             wanted = Precision.BF16 if cpu_has_native_bf16() else Precision.FP32
         if wanted is Precision.FP16:
-            raise ValueError("`precision`=fp16 needs a CUDA GPU; use bf16, fp32 or auto on CPU")
+            raise UnsupportedSetting(
+                "`precision`=fp16 needs a CUDA GPU; use bf16, fp32 or auto on CPU",
+                JobError.PRECISION_UNSUPPORTED,
+                precision="fp16",
+                device="cpu",
+                use="bf16 / fp32 / auto",
+            )
         if wanted is Precision.BF16:
             # Frozen base weights in bf16, as on a GPU: the layers' inputs are then bf16 tensors
             # shared by every projection that reads them, instead of one autocast copy per
@@ -73,16 +87,24 @@ def plan_precision(config: TrainingConfig, device: torch.device) -> PrecisionPla
             return PrecisionPlan("bf16", torch.bfloat16, torch.bfloat16, False)
         return PrecisionPlan("fp32", None, torch.float32, False)
     if wanted not in (Precision.AUTO, Precision.FP32):
-        raise ValueError(f"`precision`={wanted.value} is not supported on {device.type}; use fp32")
+        raise UnsupportedSetting(
+            f"`precision`={wanted.value} is not supported on {device.type}; use fp32",
+            JobError.PRECISION_UNSUPPORTED,
+            precision=wanted.value,
+            device=device.type,
+            use="fp32",
+        )
     return PrecisionPlan("fp32", None, torch.float32, False)
 
 
 def check_method(config: TrainingConfig, device: torch.device) -> None:
     """Fail fast, before any loading, on a method this device cannot run."""
     if config.method is Method.QLORA and device.type != "cuda":
-        raise ValueError(
+        raise UnsupportedSetting(
             f"`method`=qlora needs a CUDA GPU (4-bit bitsandbytes kernels); this run is on "
-            f"{device.type}. Use `method`=lora here."
+            f"{device.type}. Use `method`=lora here.",
+            JobError.QLORA_NEEDS_CUDA,
+            device=device.type,
         )
 
 
@@ -94,9 +116,10 @@ def load_quantized(
     try:
         import bitsandbytes  # noqa: F401  (imported only to fail with a clear message)
     except ImportError as exc:
-        raise ValueError(
+        raise UnsupportedSetting(
             "`method`=qlora needs the bitsandbytes package on this worker: "
-            "pip install bitsandbytes (or use `method`=lora)"
+            "pip install bitsandbytes (or use `method`=lora)",
+            JobError.QLORA_NEEDS_BITSANDBYTES,
         ) from exc
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig

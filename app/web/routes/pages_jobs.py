@@ -9,11 +9,17 @@ from starlette.responses import HTMLResponse, Response
 
 from app.errors import AppError, InvalidInput
 from app.models import Dataset, Project, TrainingJob, User
-from app.schemas.training import PRESETS, Method, Precision, Scheduler, TrainingConfig
+from app.schemas.training import (
+    PRESETS,
+    Method,
+    Overlength,
+    Precision,
+    Scheduler,
+    TrainingConfig,
+)
 from app.services import datasets as dataset_service
 from app.services import estimates, model_choices
 from app.services import jobs as service
-from app.services.health import alive_workers
 from app.services.model_modules import target_choices
 from app.web.deps import CurrentUser, IsHtmx, ProjectDep, SessionDep, SettingsDep, TranslatorDep
 from app.web.errors import field_details
@@ -26,11 +32,7 @@ BOOLEAN_FIELDS = ("use_dora", "use_rslora", "gradient_checkpointing")
 
 
 def train_device() -> str:
-    try:
-        workers = [w for w in alive_workers() if "train" in w.get("queues", [])]
-    except Exception:
-        return "cpu"
-    return "cuda" if any(w.get("accelerator") == "cuda" for w in workers) else "cpu"
+    return estimates.train_device(estimates.train_workers())
 
 
 def _int_or_none(values: dict[str, Any], name: str) -> int | None:
@@ -68,6 +70,7 @@ def form_context(
         "methods": list(Method),
         "schedulers": list(Scheduler),
         "precisions": list(Precision),
+        "overlength_choices": list(Overlength),
         "targets": targets,
         "targets_from_model": targets_from_model,
         "device": device,
@@ -181,14 +184,24 @@ async def estimate(
         config = service.parse_config(config_from_form(values, []))
         if _int_or_none(values, "val_dataset_id"):  # a held-out set: every row trains
             config = config.model_copy(update={"val_percent": 0})
-        dataset = session.get(Dataset, int(str(values.get("dataset_id", "0")) or 0))
-        if dataset is not None and dataset.project_id == project.id:
+        dataset = _project_dataset(session, project, values, "dataset_id")
+        if dataset is not None:
             choice = model_choices.find_choice(session, user, project.base_model, settings.data_dir)
             params = choice.parameter_count if choice else None
-            result = estimates.estimate(config, dataset, params, train_device())
+            val_dataset = _project_dataset(session, project, values, "val_dataset_id")
+            workers = estimates.train_workers()
+            result = estimates.estimate(config, dataset, params, workers, val_dataset)
     except AppError as exc:
         error = exc
     return render(request, "partials/job_estimate.html", estimate=result, error=error)
+
+
+def _project_dataset(
+    session: SessionDep, project: Project, values: dict[str, Any], name: str
+) -> Dataset | None:
+    dataset_id = _int_or_none(values, name)
+    dataset = session.get(Dataset, dataset_id) if dataset_id is not None else None
+    return dataset if dataset is not None and dataset.project_id == project.id else None
 
 
 def job_context(session: SessionDep, job: TrainingJob) -> dict[str, Any]:
@@ -209,7 +222,7 @@ def job_page(
     _t: TranslatorDep,
 ) -> HTMLResponse:
     job = service.get_job(session, user, job_id)
-    log_path = settings.paths.run(job.id) / "train.log"
+    log_path = settings.paths.run_log(job.id)
     log_tail = log_path.read_text(encoding="utf-8").splitlines()[-200:] if log_path.exists() else []
     return render(request, "pages/job.html", log_tail=log_tail, **job_context(session, job))
 
