@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -58,20 +59,28 @@ def test_demo_set_trains_live_to_a_new_version(page, live_server, worker) -> Non
     expect(page.locator("#f-method option[value=qlora]")).to_be_disabled()
     expect(page.locator("#qlora-reason")).to_be_visible()
     expect(page.locator("#est-steps")).to_have_text("51")  # 202 training rows / batch 4, 1 epoch
+    # The estimate comes from this machine's training worker (its measured throughput).
+    expect(page.locator("#est-basis")).to_contain_text("train")
     page.click("#start-training")
     started = time.monotonic()
     expect(page.locator("#job-title")).to_be_visible()
+    job_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    estimate_s = httpx.get(f"{live_server}/api/jobs/{job_id}", timeout=10).json()["estimate"][
+        "seconds"
+    ]
 
     # Live: the chart gains points while the job is still running.
     expect(page.locator("#job-status[data-status=running]")).to_be_visible(timeout=180_000)
     assert_chart_grows_live(page, timeout_s=420, poll_s=1)
     assert_reload_keeps_curve(page)
 
-    remaining_ms = max(1.0, 600 - (time.monotonic() - started)) * 1000
+    # Machines differ (an AVX2-only CPU trains in fp32 at less than half a bf16 CPU's speed), so
+    # the bar is the promise the form made on this machine: within 35 % of the estimate.
+    remaining_ms = max(1.0, 1.35 * estimate_s + 180 - (time.monotonic() - started)) * 1000
     expect(page.locator("#job-status[data-status=succeeded]")).to_be_visible(timeout=remaining_ms)
-    minutes = (time.monotonic() - started) / 60
-    print(f"quick preset on SmolLM2: start click to succeeded in {minutes:.1f} min")
-    assert minutes < 10
+    took_s = time.monotonic() - started
+    print(f"quick preset on SmolLM2: {took_s / 60:.1f} min, estimated {estimate_s / 60:.1f} min")
+    assert 0.65 <= took_s / estimate_s <= 1.35, (took_s, estimate_s)
     expect(page.locator("#job-version")).to_contain_text("v1")
     # The curve it drew goes down: the plotted raw losses, last ten against first ten.
     losses = page.evaluate("document.getElementById('loss-chart').data[0].y")
@@ -85,8 +94,6 @@ def test_live_chart_on_a_tiny_model(page, live_server, worker, tiny_model_dir) -
     """The same page with the tiny random model: the chart grows while the job runs, a reload
     keeps the curve, and the finished run appears as a version."""
     import json
-
-    import httpx
 
     api = httpx.Client(base_url=live_server, timeout=30)
     model = api.post("/api/models", json={"path": str(tiny_model_dir)}).json()
