@@ -30,7 +30,11 @@ def redis_db() -> int:
     return 12
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps its asyncio loop marked as running in
+# the main thread while it is started, so any async test collected after the browser tests
+# (tests/web/test_sse_relay.py) would fail with "Cannot run the event loop while another loop
+# is running" if the browser lived until the end of the session.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from pathlib import Path
 

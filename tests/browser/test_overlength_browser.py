@@ -10,6 +10,8 @@ import time
 import httpx
 from playwright.sync_api import expect
 
+from tests.helpers.datasets import growing_answers
+
 
 def test_overlength_count_follows_max_length(
     page, live_server, worker, tiny_model_dir, tiny_tokenizer
@@ -19,16 +21,7 @@ def test_overlength_count_follows_max_length(
     api = httpx.Client(base_url=live_server, timeout=30)
     model = api.post("/api/models", json={"path": str(tiny_model_dir)}).json()
     project = api.post("/api/projects", json={"name": "long", "base_model": model["id"]}).json()
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": f"Q{i}?"},
-                {"role": "assistant", "content": "ok " * (8 * i + 2)},
-            ]
-        }  # noqa: E501
-        for i in range(10)
-    ]
-    content = "\n".join(json.dumps(r) for r in rows).encode()
+    content = growing_answers(10, 8)
     dataset = api.post(
         f"/api/projects/{project['id']}/datasets", files={"file": ("long.jsonl", content)}
     ).json()

@@ -19,6 +19,7 @@ import redis
 
 from app.redis_keys import worker_heartbeat_key
 from app.services import estimates
+from tests.helpers.datasets import growing_answers
 
 MAX_LENGTH = 96
 CONFIG = {
@@ -58,16 +59,7 @@ def setup(client, worker, tiny_model_dir, tiny_tokenizer) -> dict[str, Any]:  # 
 
     model = client.post("/api/models", json={"path": str(tiny_model_dir)}).json()
     project = client.post("/api/projects", json={"name": "est", "base_model": model["id"]}).json()
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": f"Q{i}?"},
-                {"role": "assistant", "content": "ok " * (6 * i + 2)},
-            ]
-        }  # noqa: E501
-        for i in range(16)
-    ]
-    content = "\n".join(json.dumps(r) for r in rows).encode()
+    content = growing_answers(16, 6)
     url = f"/api/projects/{project['id']}/datasets"
     dataset = client.post(url, files={"file": ("rows.jsonl", content)}).json()
     dataset = wait_for(
