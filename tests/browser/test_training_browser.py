@@ -52,6 +52,8 @@ def test_demo_set_trains_live_to_a_new_version(page, live_server, worker) -> Non
     page.set_input_files("#upload-file", str(DEMO))
     page.click("#upload-form button[type=submit]")
     expect(page.locator("#dataset-title")).to_have_text("train.json")
+    # The time estimate needs the token statistics the worker computes after the upload.
+    expect(page.locator("#dataset-stats[data-status=ready]")).to_be_visible(timeout=180_000)
     page.click("nav.breadcrumb a:nth-child(2)")
     page.click("#new-run")
 
