@@ -40,6 +40,7 @@ def assert_reload_keeps_curve(page) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 7.5-15 min of training: past the suite's 600 s per-test limit
 @pytest.mark.skipif(
     os.environ.get("TUNELAB_RUN_SLOW") != "1",
     reason="a real SmolLM2 training run takes 6-20 minutes on 2 cores; set TUNELAB_RUN_SLOW=1",
