@@ -11,7 +11,7 @@ import sys
 from pydantic import ValidationError
 
 from app.config import get_settings
-from app.queue import ALL_QUEUES
+from app.queue import ACCELERATOR_QUEUES, ALL_QUEUES
 
 
 def _apply_overrides(args: argparse.Namespace) -> None:
@@ -56,10 +56,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if set(queues) == set(ALL_QUEUES):
         # All queues: two workers, as `up` runs them, so training never blocks the rest.
         return Supervisor(get_settings(), host="", port=0, run_web=False).run()
-    if "train" in queues and len(queues) > 1:
-        sys.stderr.write("tunelab: run the train queue in a worker of its own (--queues train)\n")
+    accelerator = set(queues) & set(ACCELERATOR_QUEUES)
+    if accelerator and not set(queues) <= set(ACCELERATOR_QUEUES):
+        sys.stderr.write(
+            "tunelab: run the train and eval queues in a worker of their own "
+            "(--queues train,eval)\n"
+        )
         return 2
-    cmd = worker_command(queues, "train" if "train" in queues else "main", args.concurrency)
+    cmd = worker_command(queues, "train" if accelerator else "main", args.concurrency)
     os.execv(cmd[0], cmd)
 
 

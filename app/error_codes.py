@@ -75,6 +75,25 @@ class ModelNote(StrEnum):
     ASSEMBLES_ON_FIRST_LOAD = "assembles_on_first_load"
 
 
+class EvalError(StrEnum):
+    """Why an evaluation failed (`eval_errors.<code>`); the comment names the parameters."""
+
+    TEST_SET_DELETED = "test_set_deleted"
+    NO_TEST_ROWS = "no_test_rows"
+    EVAL_WORKER_LOST = "eval_worker_lost"  # seconds
+    EVAL_FAILED = "eval_failed"  # detail
+
+
+class CodedError(Exception):
+    """An error raised on purpose with a code and parameters (for the catalogs); str() is the
+    English sentence for logs and the API."""
+
+    def __init__(self, message: str, code: str, **params: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+
 class TaskError(StrEnum):
     """Failures any worker task can meet: jobs, model preparation, statistics, previews."""
 
@@ -104,6 +123,7 @@ register(ModelError, "model_errors")
 register(LocalFolderError, "errors")
 register(ModelNote, "model_status")
 register(TaskError, "task_errors")
+register(EvalError, "eval_errors")
 
 
 def catalog_key(code: str | None) -> str | None:

@@ -1,9 +1,10 @@
 """The events workers publish and the web relays: one pydantic model per kind, discriminated on
 `type`.
 
-Two families share the transport (app/events.py) and the SSE relay (app/web/sse.py):
+Three families share the transport (app/events.py) and the SSE relay (app/web/sse.py):
 
 - job events (`JobEvent`), one stream per training job: `start`, `metric`, `log`, `status`;
+- evaluation events (`EvaluationEvent`), one stream per evaluation: `progress`, `status`;
 - generation events (`GenerationEvent`), one stream per chat answer: `status`, `token`, `done`,
   `error`.
 
@@ -78,6 +79,26 @@ JOB_EVENTS: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
 
 
 def job_stream_ended(event: JobEvent) -> bool:
+    return isinstance(event, JobStatusChanged) and event.terminal
+
+
+# --- evaluation events ------------------------------------------------------------------------
+
+
+class EvaluationProgress(BaseModel):
+    """How far an evaluation is: `phase` is perplexity, generation or scoring."""
+
+    type: Literal["progress"] = "progress"
+    phase: Literal["perplexity", "generation", "scoring"]
+    done: int
+    total: int
+
+
+EvaluationEvent = Annotated[EvaluationProgress | JobStatusChanged, Field(discriminator="type")]
+EVALUATION_EVENTS: TypeAdapter[EvaluationEvent] = TypeAdapter(EvaluationEvent)
+
+
+def evaluation_stream_ended(event: EvaluationEvent) -> bool:
     return isinstance(event, JobStatusChanged) and event.terminal
 
 

@@ -13,6 +13,7 @@ from app.web.errors import install_error_handlers
 from app.web.routes import (
     api_chat,
     api_datasets,
+    api_evaluations,
     api_jobs,
     api_models,
     api_projects,
@@ -46,6 +47,7 @@ def create_app() -> FastAPI:
         api_chat,
         api_datasets,
         api_jobs,
+        api_evaluations,
         api_models,
         pages_projects,
         openai_api,

@@ -19,9 +19,14 @@ class Queue(StrEnum):
     INFER = "infer"
     DATA = "data"
     EXPORT = "export"
+    # Evaluations run where training runs (a fresh process per task, one at a time on an
+    # accelerator), never in the chat worker: minutes of full-speed generation must not stall
+    # answers. `train` and `eval` together are the accelerator queues.
+    EVAL = "eval"
 
 
 ALL_QUEUES = tuple(q.value for q in Queue)
+ACCELERATOR_QUEUES = (Queue.TRAIN.value, Queue.EVAL.value)
 
 
 class TaskName(StrEnum):
@@ -31,6 +36,7 @@ class TaskName(StrEnum):
     PREVIEW_TEMPLATE = "data.preview_template"
     TRAIN = "train.run"
     GENERATE = "infer.generate"
+    EVALUATE = "eval.run"
 
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
@@ -40,6 +46,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     TaskName.PREVIEW_TEMPLATE: {"queue": Queue.DATA},
     TaskName.TRAIN: {"queue": Queue.TRAIN},
     TaskName.GENERATE: {"queue": Queue.INFER},
+    TaskName.EVALUATE: {"queue": Queue.EVAL},
 }
 
 

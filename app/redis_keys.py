@@ -52,3 +52,7 @@ def generation_stream_key(request_id: str) -> str:
 
 def generation_cancel_key(request_id: str) -> str:
     return f"{PREFIX}:gen:{request_id}:cancel"
+
+
+def evaluation_stream_key(evaluation_id: int) -> str:
+    return f"{PREFIX}:eval:{evaluation_id}:events"

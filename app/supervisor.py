@@ -32,6 +32,7 @@ from app.child_process import die_with_parent
 from app.config import Settings
 from app.embedded_redis import EmbeddedRedisError, free_port, start_embedded_redis
 from app.gpus import train_worker_devices
+from app.queue import ACCELERATOR_QUEUES
 from app.redis_keys import supervisor_state_key
 
 logger = logging.getLogger("tunelab.up")
@@ -81,8 +82,9 @@ THREAD_POOL_SIZE = 12
 
 
 def worker_command(queues: Sequence[str], name: str, concurrency: int | None = None) -> list[str]:
-    """A Celery worker. `train` gets a fresh process per job (GPU memory is returned) and one job
-    at a time; the other queues share a thread pool so a chat never waits behind an export."""
+    """A Celery worker. The accelerator queues (`train`, `eval`) get a fresh process per task (GPU
+    memory is returned) and one task at a time; the other queues share a thread pool so a chat
+    never waits behind an export."""
     base = [
         sys.executable,
         "-m",
@@ -99,7 +101,7 @@ def worker_command(queues: Sequence[str], name: str, concurrency: int | None = N
         "--without-gossip",
         "--without-mingle",
     ]
-    if "train" in queues:
+    if set(queues) & set(ACCELERATOR_QUEUES):
         return [*base, "--pool", "prefork", "--concurrency", "1", "--max-tasks-per-child", "1"]
     return [*base, "--pool", "threads", "--concurrency", str(concurrency or THREAD_POOL_SIZE)]
 
@@ -185,12 +187,12 @@ class Supervisor:
         its own device, so one job runs per GPU at a time."""
         devices = train_worker_devices(self.settings.worker_gpus)
         if devices == [None]:
-            return [("worker-train", worker_command(["train"], "train"), env)]
+            return [("worker-train", worker_command(ACCELERATOR_QUEUES, "train"), env)]
         workers = []
         for visible in devices:
             name = f"train-gpu{visible}" if visible else "train-cpu"
             worker_env = {**env, "CUDA_VISIBLE_DEVICES": visible or ""}
-            workers.append((f"worker-{name}", worker_command(["train"], name), worker_env))
+            workers.append((f"worker-{name}", worker_command(ACCELERATOR_QUEUES, name), worker_env))
         return workers
 
     def _request_stop(self, signum: int, _frame: object) -> None:

@@ -20,6 +20,7 @@ celery_app.conf.include = [
     "workers.tasks.models",
     "workers.tasks.train",
     "workers.tasks.infer",
+    "workers.tasks.evaluate",
 ]
 
 

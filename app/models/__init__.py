@@ -3,6 +3,7 @@
 from app.models.base import Base
 from app.models.chat import ChatMessage, ComparisonVote, Conversation
 from app.models.dataset import Dataset
+from app.models.evaluation import Evaluation, EvaluationExample
 from app.models.job import JobStatus, MetricPoint, TrainingJob
 from app.models.project import Project
 from app.models.registered_model import RegisteredModel
@@ -15,6 +16,8 @@ __all__ = [
     "ComparisonVote",
     "Conversation",
     "Dataset",
+    "Evaluation",
+    "EvaluationExample",
     "JobStatus",
     "MetricPoint",
     "ModelVersion",

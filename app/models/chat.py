@@ -61,3 +61,10 @@ class ComparisonVote(TimestampMixin, Base):
     turn_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("chat_messages.id", ondelete="SET NULL"), default=None
     )
+    # A blind review of an evaluation's answers (None: a vote from the chat's compare mode).
+    # Plain ids, no FOREIGN KEY, so the column was added in place (migration 0007); the
+    # evaluations service deletes these votes with their evaluation.
+    evaluation_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
+    example_position: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Optional 1-5 scores per side: {"a": {"relevance": 4, "accuracy": 3, ...}, "b": {...}}.
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -66,6 +66,8 @@ class TrainingJob(TimestampMixin, Base):
     cloned_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("training_jobs.id", ondelete="SET NULL"), default=None
     )
+    # A new run that starts from an existing version's adapter (not a resume): the version's id.
+    parent_version_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     # "stop" (stop now, keep the adapter) or "cancel", asked by the user while running.

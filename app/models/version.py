@@ -35,3 +35,6 @@ class ModelVersion(TimestampMixin, Base):
     libraries: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     stopped_early: Mapped[bool] = mapped_column(default=False)
+    # The version this one continued from ("continue from v2"): lineage v1 -> v2 -> v3. A plain
+    # id (no FOREIGN KEY, added in place by migration 0007); a deleted parent reads as gone.
+    parent_id: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidInput, NotFound
-from app.models import ChatMessage, ComparisonVote, Conversation, Project, User
-from app.services import generation
+from app.models import ChatMessage, Conversation, Project, User
+from app.services import generation, votes
 
 TITLE_MAX = 200
 
@@ -145,35 +145,15 @@ def vote(session: Session, project: Project, message: ChatMessage, winner_label:
     conversation = session.get(Conversation, message.conversation_id)
     if conversation is None or conversation.compare_model is None:
         raise InvalidInput([FieldError("winner", "errors.vote_needs_compare")])
-    pair = sorted([conversation.model, conversation.compare_model])
-    if winner_label not in (*pair, "tie"):
-        raise InvalidInput([FieldError("winner", "errors.vote_bad_winner")])
-    winner = "tie" if winner_label == "tie" else ("a" if winner_label == pair[0] else "b")
-    session.add(
-        ComparisonVote(
-            project_id=project.id,
-            model_a=pair[0],
-            model_b=pair[1],
-            winner=winner,
-            turn_message_id=message.id,
-        )
+    votes.record(
+        session,
+        project,
+        conversation.model,
+        conversation.compare_model,
+        winner_label,
+        turn_message_id=message.id,
     )
-    session.commit()
 
 
 def tally(session: Session, project: Project) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(
-            ComparisonVote.model_a,
-            ComparisonVote.model_b,
-            ComparisonVote.winner,
-            func.count(ComparisonVote.id),
-        )
-        .where(ComparisonVote.project_id == project.id)
-        .group_by(ComparisonVote.model_a, ComparisonVote.model_b, ComparisonVote.winner)
-    )
-    pairs: dict[tuple[str, str], dict[str, Any]] = {}
-    for a, b, winner, count in rows:
-        entry = pairs.setdefault((a, b), {"model_a": a, "model_b": b, "a": 0, "b": 0, "tie": 0})
-        entry[winner] += count
-    return list(pairs.values())
+    return votes.tally(session, project)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app import events
 from app.error_codes import JobError
 from app.event_types import JobStatusChanged
-from app.models import JobStatus, TrainingJob
+from app.models import Evaluation, JobStatus, TrainingJob
 from app.redis_client import get_redis
 
 
@@ -41,14 +41,28 @@ def _publish_status(
         pass
 
 
-def _move(session: Session, job_id: int, from_: tuple[str, ...], **values: Any) -> bool:
+def compare_and_set(
+    session: Session,
+    table: type[TrainingJob] | type[Evaluation],
+    row_id: int,
+    from_: tuple[str, ...],
+    *,
+    commit: bool = True,
+    **values: Any,
+) -> bool:
+    """Move a row whose status is one of `from_`; False when another writer moved it first."""
     result = session.execute(
-        update(TrainingJob)
-        .where(TrainingJob.id == job_id, TrainingJob.status.in_(from_))
+        update(table)
+        .where(table.id == row_id, table.status.in_(from_))
         .values(**values, updated_at=now())
     )
-    session.commit()
+    if commit:
+        session.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _move(session: Session, job_id: int, from_: tuple[str, ...], **values: Any) -> bool:
+    return compare_and_set(session, TrainingJob, job_id, from_, **values)
 
 
 def claim_job(session: Session, job_id: int, worker: str) -> bool:

@@ -134,7 +134,7 @@ class Workers:
     @classmethod
     def like_production(cls, env: dict[str, str], log_dir: Path) -> Workers:
         return cls(
-            train=WorkerProcess(env=env, log_path=log_dir / "train.log", queues="train"),
+            train=WorkerProcess(env=env, log_path=log_dir / "train.log", queues="train,eval"),
             main=WorkerProcess(env=env, log_path=log_dir / "main.log"),
         )
 

@@ -241,10 +241,10 @@ def test_every_command_is_one_the_cli_accepts(compose: dict[str, Any]) -> None:
         if args.command == "worker":
             queues = worker_queues(args)
             assert set(queues) <= set(ALL_QUEUES), f"{name}: unknown queues {queues}"
-            # `tunelab worker` refuses train together with other queues.
-            assert "train" not in queues or queues == ["train"], name
+            # `tunelab worker` refuses train (and eval) together with other queues.
+            assert "train" not in queues or queues == ["train", "eval"], name
             served += queues
-    assert worker_queues(parse_tunelab(command(services["worker-train"]))) == ["train"]
+    assert worker_queues(parse_tunelab(command(services["worker-train"]))) == ["train", "eval"]
     assert sorted(served) == sorted(ALL_QUEUES), "every queue is served exactly once"
     assert parse_tunelab(command(services["migrate"])).db_command == "upgrade"
 

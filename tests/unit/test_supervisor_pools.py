@@ -56,7 +56,7 @@ def test_one_training_worker_per_gpu(monkeypatch, tmp_path) -> None:  # type: ig
     assert [env["CUDA_VISIBLE_DEVICES"] for _, _, env in workers] == ["0", "1"]
     assert all(env["A"] == "1" for _, _, env in workers)
     nodes = [_option(cmd, "-n") for _, cmd, _ in workers]
-    assert len(set(nodes)) == 2 and all(_option(cmd, "-Q") == "train" for _, cmd, _ in workers)
+    assert len(set(nodes)) == 2 and all(_option(cmd, "-Q") == "train,eval" for _, cmd, _ in workers)
     cpu_only = Supervisor(Settings(worker_gpus="0"), "127.0.0.1", 0).train_workers({})
     assert [env["CUDA_VISIBLE_DEVICES"] for _, _, env in cpu_only] == [""]
     with pytest.raises(ValidationError):

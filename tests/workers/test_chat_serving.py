@@ -104,7 +104,11 @@ def test_compare_streams_both_and_counts_votes(client, worker, served) -> None: 
         json={"message_id": answer_id, "winner": "v2"},
     )
     assert vote.status_code == 201
-    assert vote.json()["tally"] == [{"model_a": "base", "model_b": "v2", "a": 0, "b": 1, "tie": 0}]
+    [tally] = vote.json()["tally"]
+    assert {k: tally[k] for k in ("model_a", "model_b", "a", "b", "tie")} == {
+        "model_a": "base", "model_b": "v2", "a": 0, "b": 1, "tie": 0,
+    }  # fmt: skip
+    assert tally["b_rate"] == 1.0
 
 
 def test_stop_and_disconnect_free_the_worker(client, worker, served) -> None:  # type: ignore[no-untyped-def]

@@ -257,6 +257,20 @@ class InferenceEngine:
             if self._pins[(base_id, adapter_id)] <= 0:
                 del self._pins[(base_id, adapter_id)]
 
+    def score(self, base_id: str, adapter_id: str | None, ids: list[int]) -> torch.Tensor:
+        """Float32 logits [len(ids), vocab] at every position of `ids`, through the adapter
+        (None: the base), by the runner that serves chat (see Runner.score).
+
+        Holds `lock` throughout, so it runs between scheduler steps and leaves their sequences
+        untouched. Raises what acquire() raises, and RuntimeError/ValueError from Runner.score.
+        """
+        with self.lock:
+            base = self.acquire(base_id, adapter_id)
+            try:
+                return base.runner.score(ids, adapter_id)
+            finally:
+                self.release(base_id, adapter_id)
+
     def encode_prompt(self, base: LoadedBase, request: GenerationRequest) -> list[int]:
         """Token ids of the request's conversation, rendered with its chat template.
 

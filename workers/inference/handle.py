@@ -114,6 +114,11 @@ class GenerationHandle:
             if isinstance(event, DoneEvent):
                 return
 
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event; raises queue.Empty after `timeout` seconds without one, losing
+        nothing (a consumer that polls something else between events calls this again)."""
+        return self._state.events.get(timeout=timeout)
+
     def cancel(self) -> None:
         """Stop generating: the row is freed at the next step and DoneEvent(cancelled) sent."""
         self._state.cancelled.set()

@@ -92,18 +92,37 @@ class HFRunner(WholePrefill):
             self._plans[adapter_id] = self.bank.plan([adapter_id])
         return self._plans[adapter_id]
 
-    def _forward(self, ids: list[int], cache: DynamicCache, adapter_id: str | None) -> torch.Tensor:
+    def _forward(
+        self, ids: list[int], cache: DynamicCache | None, adapter_id: str | None
+    ) -> torch.Tensor:
+        """Logits of the last token [vocab], or of every token [len(ids), vocab] without cache."""
         self._entries = self._plan(adapter_id)
         try:
-            out = self.model(
-                input_ids=torch.tensor([ids], device=self.device),
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_kwarg: cache},
-            )
+            if cache is None:
+                out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=False)
+            else:
+                out = self.model(
+                    input_ids=torch.tensor([ids], device=self.device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{self._cache_kwarg: cache},
+                )
         finally:
             self._entries = None
-        return out.logits[0, -1].float()
+        return (out.logits[0] if cache is None else out.logits[0, -1]).float()
+
+    @torch.inference_mode()
+    def score(self, ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        """Logits [len(ids), vocab] at every position of `ids` (teacher forcing), float32.
+
+        One cache-less forward: active and staged sequences keep their own caches untouched,
+        so no free row is needed.
+        """
+        if adapter_id is not None and adapter_id not in self.bank:
+            raise RuntimeError(f"adapter {adapter_id!r} is not attached")
+        if not 0 < len(ids) <= self.max_length:
+            raise ValueError(f"scoring needs 1 to {self.max_length} tokens")
+        return self._forward(list(ids), None, adapter_id)
 
     @property
     def prefilling(self) -> bool:

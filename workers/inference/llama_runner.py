@@ -11,6 +11,8 @@ Rows are sequences, row r's cache holding its tokens from position 0. A new sequ
 in the row after the last active one and prefilled in chunks (begin + prefill_step), so a long
 prompt never stalls the other streams for more than one chunk; decode() then advances every
 active row by one token in one forward pass, each row through its own adapter (or none).
+score() runs a whole sequence the same way in a scratch row and keeps every position's logits
+(evaluation's perplexity), so evaluation and chat share one forward.
 """
 
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from workers.inference.lora import LoraAdapter, LoraBank, LoraPlan, project
 from workers.inference.runner import WholePrefill
 
 IDLE_CAPACITY = 1024  # cache positions kept allocated while no sequence is active
+SCORE_CHUNK = 512  # positions per forward pass when scoring a whole sequence
 
 
 # Per layer kind, for the tokens of one forward pass: RoPE cos, RoPE sin, attention mask.
@@ -131,6 +134,23 @@ class LlamaRunner(WholePrefill):
         chunk = staging.ids[start : start + max_tokens]
         end = start + len(chunk)
         self.cache.reserve(row + 1, end)
+        last = end == len(staging.ids)
+        logits = self._forward(
+            torch.tensor(chunk, device=self.device), self._chunk_contexts(start, end),
+            self.bank.plan([staging.adapter_id]), prefill=(row, start), logits=last,
+        )  # fmt: skip
+        staging.done = end
+        if not last:
+            return None
+        self.lengths.append(end)
+        self.row_adapters.append(staging.adapter_id)
+        self._staging = None
+        self._plan_stale = True
+        assert logits is not None
+        return logits[0]
+
+    def _chunk_contexts(self, start: int, end: int) -> dict[str, _Context]:
+        """Per layer kind, the contexts of positions start..end-1 of one row (a prefill chunk)."""
         contexts: dict[str, _Context] = {}
         for kind, (cos, sin) in self.w.tables.items():
             window = self.w.windows[kind]
@@ -144,20 +164,38 @@ class LlamaRunner(WholePrefill):
                 if window is not None:
                     mask &= key > query - window
             contexts[kind] = (cos[start:end, None], sin[start:end, None], mask)
-        last = end == len(staging.ids)
-        logits = self._forward(
-            torch.tensor(chunk, device=self.device), contexts,
-            self.bank.plan([staging.adapter_id]), prefill=(row, start), logits=last,
-        )  # fmt: skip
-        staging.done = end
-        if not last:
-            return None
-        self.lengths.append(end)
-        self.row_adapters.append(staging.adapter_id)
-        self._staging = None
-        self._plan_stale = True
-        assert logits is not None
-        return logits[0]
+        return contexts
+
+    @torch.inference_mode()
+    def score(self, ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        """Logits [len(ids), vocab] at every position of `ids` (teacher forcing), float32.
+
+        The sequence runs as a prefill into a scratch cache row: the row after the active rows,
+        or after the staged one while a sequence is being prefilled. Nothing reads that row
+        (decode reads rows 0..rows-1, prefill_step the staged row), so active and staged
+        sequences are untouched; it needs a free row (max_rows), else RuntimeError. Chunks of
+        SCORE_CHUNK positions bound the activations (not the returned logits).
+        """
+        if adapter_id is not None and adapter_id not in self.bank:
+            raise RuntimeError(f"adapter {adapter_id!r} is not attached")
+        if not 0 < len(ids) <= self.max_length:
+            raise ValueError(f"scoring needs 1 to {self.max_length} tokens")
+        row = self.rows + int(self._staging is not None)
+        if row >= self.max_rows:
+            raise RuntimeError("no free batch row to score a sequence in")
+        plan = self.bank.plan([adapter_id])
+        self.cache.reserve(row + 1, len(ids))
+        parts: list[torch.Tensor] = []
+        for start in range(0, len(ids), SCORE_CHUNK):
+            end = min(start + SCORE_CHUNK, len(ids))
+            logits = self._forward(
+                torch.tensor(ids[start:end], device=self.device),
+                self._chunk_contexts(start, end), plan, prefill=(row, start), all_positions=True,
+            )  # fmt: skip
+            assert logits is not None
+            parts.append(logits)
+        self._shrink_when_idle()
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     @torch.inference_mode()
     def decode(self, tokens: list[int]) -> torch.Tensor:
@@ -210,10 +248,12 @@ class LlamaRunner(WholePrefill):
         prefill: tuple[int, int] | None = None,
         decode: tuple[torch.Tensor, int] | None = None,
         logits: bool = True,
+        all_positions: bool = False,
     ) -> torch.Tensor | None:
         """Run `tokens` [N] through every layer; float32 logits of the last token(s).
 
-        prefill=(row, start): N consecutive prompt tokens of one row from position `start`.
+        prefill=(row, start): N consecutive prompt tokens of one row from position `start`;
+        logits of the last one only, or of all N with all_positions (scoring).
         decode=(positions, longest): one token for each of N rows at its own position.
         contexts: per layer kind, (cos, sin, attention mask) for these tokens.
         """
@@ -280,7 +320,7 @@ class LlamaRunner(WholePrefill):
                 x = x + self._norm(down, layer.post_ff_norm)
         if not logits:
             return None
-        if prefill is not None:
+        if prefill is not None and not all_positions:
             x = x[-1:]  # only the last prompt position predicts a token
         h = self._norm(x, w.final_norm)
         return project(h, w.lm_head, entries[-1]).float()

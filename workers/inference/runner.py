@@ -67,6 +67,17 @@ class Runner(Protocol):
         """Feed one token per row, all rows in one forward pass; return logits [rows, vocab]."""
         ...
 
+    def score(self, ids: list[int], adapter_id: str | None) -> torch.Tensor:
+        """Float32 logits [len(ids), vocab] at every position of one sequence (teacher forcing,
+        causal), through `adapter_id` (None: the base model): evaluation's perplexity.
+
+        MUST leave active rows and a staged sequence unchanged. MAY raise RuntimeError when it
+        needs a free batch row for scratch space and none is free (LlamaRunner uses the cache
+        row after the active and staged rows) or when the adapter is not attached; raises
+        ValueError when `ids` is empty or longer than max_length.
+        """
+        ...
+
     def remove_row(self, row: int) -> None:
         """Drop a row; the last row (if another) takes its index; a staged one moves up too."""
         ...
