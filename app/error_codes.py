@@ -35,6 +35,8 @@ class JobError(StrEnum):
     QLORA_NEEDS_BITSANDBYTES = "qlora_needs_bitsandbytes"
     NO_TARGET_MODULES = "no_target_modules"
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"  # path
+    PARENT_VERSION_MISSING = "parent_version_missing"  # version
+    PARENT_ADAPTER_MISMATCH = "parent_adapter_mismatch"  # path
 
 
 class ModelError(StrEnum):

@@ -14,12 +14,17 @@ class JobCreate(BaseModel):
     val_dataset_id: int | None = None
     config: dict[str, Any] = {}
     preset: str | None = None
+    # A version number of the project (2 for v2) whose adapter the run starts from; None: the
+    # base model. The version's rank, alpha and target modules replace the config's.
+    continue_from: int | None = None
 
 
 class JobClone(BaseModel):
     config: dict[str, Any] = {}
     dataset_id: int | None = None
     val_dataset_id: int | None = None
+    # Left out: the cloned job's starting version; null: the base model.
+    continue_from: int | None = None
 
 
 class JobPublic(BaseModel):
@@ -48,6 +53,8 @@ class JobPublic(BaseModel):
     # What the estimate promised at creation (app.services.estimates.Estimate.as_record).
     estimate: dict[str, Any] | None = None
     cloned_from_id: int | None
+    # The version (its id) the run continues from; None: the base model.
+    parent_version_id: int | None = None
     queue_position: int | None = None
     created_at: datetime
     started_at: datetime | None
@@ -75,4 +82,6 @@ class VersionPublic(BaseModel):
     libraries: dict[str, Any]
     metrics: dict[str, Any]
     stopped_early: bool
+    # The version (its id) this one continued from; None: trained from the base model.
+    parent_id: int | None = None
     created_at: datetime

@@ -65,6 +65,17 @@ class TrainingConfig(BaseModel):
     val_percent: int = Field(default=10, ge=0, le=50)
     eval_every_steps: int = Field(default=0, ge=0, description="0: once per epoch.")
     checkpoint_every_steps: int = Field(default=0, ge=0, description="0: once per epoch.")
+    # Both need validation data (a split or a separate set); without it keep_best does nothing,
+    # and patience > 0 is refused when the job is created (app.services.jobs).
+    keep_best: bool = Field(
+        default=True, description="Save the adapter of the evaluation with the lowest eval loss."
+    )
+    early_stopping_patience: int = Field(
+        default=0, ge=0, le=1000, description="Stop after N evaluations with no improvement."
+    )
+    early_stopping_min_delta: float = Field(
+        default=0.0, ge=0, le=10, description="Eval loss must fall by more than this to improve."
+    )
     precision: Precision = Precision.AUTO
     # On by default, as in LLaMA-Factory, Unsloth and AutoTrain: recomputing each layer's
     # activations in backward costs ~30% speed and saves most of the activation memory

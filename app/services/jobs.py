@@ -26,7 +26,7 @@ from app.queue import TaskName, enqueue
 from app.redis_client import get_redis
 from app.redis_keys import job_stop_key
 from app.schemas.training import TrainingConfig
-from app.services import estimates, job_states
+from app.services import estimates, job_states, lineage
 from app.services.estimates import estimate_steps
 
 logger = logging.getLogger(__name__)
@@ -98,10 +98,16 @@ def create_job(
     raw_config: dict[str, Any],
     cloned_from: TrainingJob | None = None,
     val_dataset_id: int | None = None,
+    continue_from: int | None = None,
 ) -> TrainingJob:
     """Queue a run. With `val_dataset_id` (another dataset of the project) that set is the
-    validation data and the whole training set trains: the frozen config says val_percent 0."""
-    config = parse_config(raw_config)
+    validation data and the whole training set trains: the frozen config says val_percent 0.
+    With `continue_from` (a version number of the project) the run starts from that version's
+    adapter, whose rank, alpha and target modules replace the config's (app.services.lineage)."""
+    parent = None
+    if continue_from is not None:
+        parent = lineage.parent_version(session, project, continue_from)
+    config = parse_config(lineage.inherit_adapter(raw_config, parent) if parent else raw_config)
     dataset = _dataset_of(session, project, dataset_id)
     val_dataset = None
     if val_dataset_id is not None:
@@ -111,6 +117,11 @@ def create_job(
         if val_dataset.id == dataset.id:
             raise InvalidInput([FieldError("val_dataset_id", "errors.val_dataset_is_train")])
         config = config.model_copy(update={"val_percent": 0})
+    if config.early_stopping_patience and config.val_percent == 0 and val_dataset is None:
+        # Early stopping watches the eval loss: without validation data it could never act.
+        raise InvalidInput(
+            [FieldError("early_stopping_patience", "errors.early_stopping_needs_validation")]
+        )
     train_rows = math.floor(dataset.row_count * (100 - config.val_percent) / 100)
     if train_rows < 1:
         raise InvalidInput([FieldError("val_percent", "errors.no_training_rows")])
@@ -126,6 +137,7 @@ def create_job(
         status=JobStatus.QUEUED,
         total_steps=estimate_steps(config, dataset.row_count),
         cloned_from_id=cloned_from.id if cloned_from else None,
+        parent_version_id=parent.id if parent else None,
         # What the form promised, kept to set against the actual run when it ends.
         estimate=estimates.for_job(session, project, config, dataset, val_dataset),
     )
@@ -165,9 +177,11 @@ def clone_job(
     overrides: dict[str, Any],
     dataset_id: int | None = None,
     val_dataset_id: int | None = None,
+    continue_from: int | None = None,
 ) -> TrainingJob:
     """The retrain loop: same project, the old config with the user's changes (and the old
-    validation set unless another is given)."""
+    validation set unless another is given). `continue_from` is the caller's choice: see
+    `parent_number` for the old job's."""
     config = {**job.config, **overrides}
     return create_job(
         session,
@@ -176,7 +190,13 @@ def clone_job(
         config,
         cloned_from=job,
         val_dataset_id=val_dataset_id or job.val_dataset_id,
+        continue_from=continue_from,
     )
+
+
+def parent_number(session: Session, job: TrainingJob) -> int | None:
+    """The version number the job continued from (None: the base model, or a deleted version)."""
+    return lineage.version_number(session, job.parent_version_id)
 
 
 def metric_history(session: Session, job_id: int) -> list[dict[str, Any]]:

@@ -4,10 +4,12 @@ the outcome (a new model version, or the reason it failed). Never retried automa
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from celery import Task
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db import session_scope
@@ -51,17 +53,36 @@ def _register_version(job_id: int, result: TrainResult) -> int:
             metrics={
                 "train_loss": result.train_loss,
                 "last_train_loss": result.last_train_loss,
-                "eval_loss": result.eval_loss,
+                "eval_loss": result.eval_loss,  # the last evaluation's
+                # The evaluation with the lowest eval loss; with keep_best the adapter is its.
+                "best_step": result.best_step,
+                "best_eval_loss": result.best_eval_loss,
+                "adapter_step": result.adapter_step,
+                "early_stopped_at_step": result.early_stopped_at_step,
                 "steps": result.steps,
                 "epochs": result.epochs,
                 "tokens_seen": result.tokens_seen,
                 "elapsed_s": result.elapsed_s,
             },
-            stopped_early=result.status == "stopped",
+            # Stopped by the user, or by early stopping (metrics say at which step).
+            stopped_early=result.status == "stopped" or result.early_stopped_at_step is not None,
+            parent_id=job.parent_version_id,
         )
         session.add(version)
         session.flush()
         return version.version
+
+
+def _parent_adapter(session: Session, job: TrainingJob) -> tuple[int | str, Path | None] | None:
+    """(version number, adapter folder) of the version the job continues from; the folder is
+    None when the version or its files are gone. None for a run from the base model."""
+    if job.parent_version_id is None:
+        return None
+    parent = session.get(ModelVersion, job.parent_version_id)
+    if parent is None:
+        return "?", None
+    folder = Path(parent.adapter_path)
+    return parent.version, folder if (folder / "adapter_model.safetensors").is_file() else None
 
 
 @celery_app.task(name=TaskName.TRAIN, bind=True, acks_late=True, max_retries=0)
@@ -77,6 +98,7 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
         base_model, dataset_id = job.base_model, job.dataset_id
         wants_val_set = job.val_dataset_sha256 is not None
         val_dataset_id = job.val_dataset_id
+        parent = _parent_adapter(session, job)
 
     run_dir = settings.paths.run(job_id)
     checkpoints = checkpoint_dirs(run_dir)
@@ -98,6 +120,12 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
                 "validation set or the split.",
                 JobError.VALIDATION_SET_DELETED,
             )
+        if resume_from is None and parent is not None and parent[1] is None:
+            raise TrainingError(
+                f"Version v{parent[0]}, which this run continues from, was deleted.",
+                JobError.PARENT_VERSION_MISSING,
+                version=parent[0],
+            )
         with JobHeartbeat(job_id, settings.job_heartbeat_s):
             result = train(
                 config,
@@ -109,6 +137,7 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
                 RedisStopFlag(job_id),
                 val_path=val_path,
                 resume_from=resume_from,
+                init_adapter=parent[1] if parent else None,
             )
     except (TrainingError, ModelLoadError, ValueError) as exc:
         # Errors with a message written for users (OOM advice, empty dataset, QLoRA on CPU...):

@@ -6,8 +6,8 @@
 
 Modules: loop (train), data (tokenized examples, length-grouped batches), loss (selective
 cross-entropy), step (one optimizer step, evaluation), build (LoRA model, optimizer, schedule),
-precision (device/dtype choices, QLoRA), checkpoint, reporter (the progress contract), errors,
-memory, result, cli.
+precision (device/dtype choices, QLoRA), checkpoint, best (keep_best, early stopping), reporter
+(the progress contract), errors, memory, result, cli.
 """
 
 from workers.training.errors import EmptyDataset, TrainingError, TrainingOOM

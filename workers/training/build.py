@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from transformers import get_scheduler
 
 from app.error_codes import JobError
 from app.schemas.training import Scheduler, TrainingConfig
+from workers.training.checkpoint import load_adapter_weights
 from workers.training.errors import UnsupportedSetting
 
 # The output projection is never adapted: it is tied to the input embeddings in most small
@@ -52,6 +54,19 @@ def build_peft_model(model: Any, config: TrainingConfig) -> PeftModel:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.config.use_cache = False
     return get_peft_model(model, lora_config(config))
+
+
+def init_from_adapter(model: PeftModel, folder: Path) -> None:
+    """Start the fresh LoRA layers from a saved adapter's weights ("continue from a version").
+
+    Only the weights: the optimizer, schedule and data are the new run's (unlike a resume)."""
+    if not load_adapter_weights(model, folder):
+        raise UnsupportedSetting(
+            f"the adapter in {folder} does not match this run's LoRA settings "
+            "(`rank`, `target_modules`, `use_dora`)",
+            JobError.PARENT_ADAPTER_MISMATCH,
+            path=str(folder),
+        )
 
 
 def build_optimizer(params: list[torch.nn.Parameter], config: TrainingConfig) -> torch.optim.AdamW:

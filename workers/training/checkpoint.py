@@ -44,6 +44,12 @@ class RunState:
     loss_ema: float | None = None
     last_loss: float | None = None
     eval_loss: float | None = None
+    # The lowest eval loss so far and its step (workers/training/best.py), and the evaluations
+    # since eval loss last improved by more than early_stopping_min_delta. Saved with the
+    # checkpoint so a resumed run keeps counting; older state.json files lack them (defaults).
+    best_step: int | None = None
+    best_eval_loss: float | None = None
+    evals_without_improvement: int = 0
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +101,22 @@ def save_checkpoint(
     return final
 
 
+def load_adapter_weights(model: Any, folder: Path) -> bool:
+    """Copy a saved PEFT adapter's weights (folder/adapter_model.safetensors) into the model's
+    LoRA layers. False, with the model unchanged or partly loaded, when they do not fit: other
+    shapes (rank), or layers one side has and the other lacks (target modules)."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    device = next(p.device for p in model.parameters() if p.requires_grad)
+    weights = load_file(str(folder / "adapter_model.safetensors"), device=str(device))
+    try:
+        result = set_peft_model_state_dict(model, weights)
+    except RuntimeError:  # load_state_dict's "size mismatch"
+        return False
+    # missing_keys lists every frozen base weight too: only trainable (LoRA) ones count.
+    missing = trainable.intersection(getattr(result, "missing_keys", ()))
+    return not getattr(result, "unexpected_keys", None) and not missing
+
+
 def load_checkpoint(
     path: Path,
     model: Any,
@@ -106,15 +128,13 @@ def load_checkpoint(
     state_file = path / "state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{path} is not a training checkpoint (no state.json)")
-    device = next(p.device for p in model.parameters() if p.requires_grad)
-    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(device))
-    result = set_peft_model_state_dict(model, weights)
-    if getattr(result, "unexpected_keys", None):
+    if not load_adapter_weights(model, path / "adapter"):
         raise UnsupportedSetting(
             f"checkpoint {path} does not match this LoRA configuration",
             JobError.CHECKPOINT_MISMATCH,
             path=str(path),
         )
+    device = next(p.device for p in model.parameters() if p.requires_grad)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt"))
     if scaler is not None and (path / "scaler.pt").is_file():

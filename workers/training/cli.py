@@ -2,7 +2,7 @@
 
     python -m workers.training.cli CONFIG.json DATA.jsonl OUT/ \\
         [--base-model smollm2-135m-instruct] [--data-dir DIR] [--val VAL.jsonl] \\
-        [--resume OUT/checkpoints/step-N] [--device cpu|cuda]
+        [--resume OUT/checkpoints/step-N] [--init-adapter ADAPTER/] [--device cpu|cuda]
 
 CONFIG.json holds TrainingConfig fields (`{}` for the defaults). Ctrl-C once stops and saves the
 adapter; twice cancels (the last checkpoint stays).
@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--val", type=Path, default=None, help="validation JSONL")
     parser.add_argument("--resume", type=Path, default=None, help="checkpoint folder")
+    parser.add_argument(
+        "--init-adapter", type=Path, default=None, help="PEFT adapter folder to start from"
+    )
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     config = TrainingConfig.model_validate_json(args.config.read_text(encoding="utf-8"))
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             InterruptToStop(),
             val_path=args.val,
             resume_from=args.resume,
+            init_adapter=args.init_adapter,
             device=args.device,
         )
     except (TrainingError, ModelLoadError, ValueError) as exc:

@@ -9,6 +9,7 @@ LoRA model, optimizer, resume, loop, save.
 from __future__ import annotations
 
 import random
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -19,10 +20,12 @@ import torch
 from app.schemas.training import Method, TrainingConfig
 from workers.ml.device import pick_device
 from workers.ml.loading import load_model, resolve_source
+from workers.training.best import best_adapter, observe, patience_spent, save_best
 from workers.training.build import (
     build_optimizer,
     build_peft_model,
     build_scheduler,
+    init_from_adapter,
     steps_per_epoch,
     total_steps,
 )
@@ -63,14 +66,19 @@ def train(
     *,
     val_path: Path | None = None,
     resume_from: Path | None = None,
+    init_adapter: Path | None = None,
     device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on `train_path` (normalized `{"messages": [...]}` JSONL).
 
     base_model: a built-in id, local folder or hub id (workers.ml.loading); data_dir: where the
     model cache lives. Writes out_dir/adapter (PEFT format) unless cancelled, and checkpoints
-    under out_dir/checkpoints. Raises EmptyDataset before training when no example is usable,
-    TrainingOOM with advice when memory runs out, ValueError for settings this device cannot run.
+    under out_dir/checkpoints. init_adapter: a saved PEFT adapter (an earlier version) whose
+    weights the LoRA layers start from instead of peft's initialisation; its rank and target
+    modules must be the config's. With config.keep_best and validation data, out_dir/adapter is
+    the adapter of the lowest eval loss (kept in out_dir/best meanwhile). Raises EmptyDataset
+    before training when no example is usable, TrainingOOM with advice when memory runs out,
+    ValueError for settings this device cannot run or an init_adapter that does not fit.
     """
     session_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -110,6 +118,8 @@ def train(
     # --- build the LoRA model (seeded, so the same config gives the same initial adapter) ---
     torch.manual_seed(config.seed)
     peft_model = build_peft_model(model, config)
+    if init_adapter is not None and resume_from is None:  # a checkpoint's weights win anyway
+        init_from_adapter(peft_model, Path(init_adapter))
     causal_lm = peft_model.get_base_model()  # the *ForCausalLM with LoRA layers injected
     params = [p for p in peft_model.parameters() if p.requires_grad]
     if plan.autocast_dtype is not None:
@@ -140,6 +150,11 @@ def train(
         reporter.log(f"checkpoint saved: {path}")
         return path
 
+    def record_eval(loss: float | None) -> None:
+        """Track the best eval loss and patience; keep the best adapter on disk (best.py)."""
+        if observe(state, loss, config.early_stopping_min_delta) and config.keep_best:
+            save_best(out_dir, peft_model, state)
+
     info: dict[str, Any] = {
         "base_model": base_model,
         "device": str(target),
@@ -154,6 +169,7 @@ def train(
         "steps_per_epoch": per_epoch,
         "loss": "selective" if selective else "full_logits",
         "resumed_from_step": resumed_from,
+        "initialized_from": str(init_adapter) if init_adapter is not None else None,
         "threads": torch.get_num_threads(),
     }
     reporter.start(n_steps, info)
@@ -162,7 +178,8 @@ def train(
         reporter.log("this model's output head is not recognised: using the full-logits loss")
 
     # --- the loop: one optimizer step per accumulation window ---
-    status, saved_step = "completed", -1
+    status, saved_step, evaluated_step = "completed", -1, -1
+    early_stopped_at: int | None = None
     step_times: list[float] = []
     causal_lm.train()
     with out_of_memory_as_training_error(
@@ -186,7 +203,9 @@ def train(
             every = config.eval_every_steps
             eval_due = (state.step % every == 0) if every else epoch_end
             eval_loss = evaluate(ctx, val_set, val_plan) if eval_due or last else None
-            state.eval_loss = eval_loss if eval_loss is not None else state.eval_loss
+            if eval_loss is not None:
+                state.eval_loss, evaluated_step = eval_loss, state.step
+                record_eval(eval_loss)
             state.elapsed_s = prior_elapsed + time.perf_counter() - session_start
             reporter.metrics(
                 {
@@ -212,18 +231,42 @@ def train(
             request = should_stop()
             if request in ("stop", "cancel"):
                 status = "stopped" if request == "stop" else "cancelled"
+                if request == "stop" and config.keep_best and evaluated_step != state.step:
+                    # The weights as they stand compete for the best too.
+                    stop_loss = evaluate(ctx, val_set, val_plan)
+                    if stop_loss is not None:
+                        state.eval_loss = stop_loss
+                        record_eval(stop_loss)
                 if request == "stop" and saved_step != state.step:
                     checkpoint()  # "stop" can be resumed later; "cancel" keeps what exists
                 break
             if request is not None:
                 reporter.log(f"ignored unknown stop request {request!r}")
+            if patience_spent(state, config.early_stopping_patience) and not last:
+                early_stopped_at = state.step
+                reporter.log(
+                    f"early stopping at step {state.step}: eval loss has not improved for "
+                    f"{state.evals_without_improvement} evaluations (best {state.best_eval_loss}"
+                    f" at step {state.best_step})"
+                )
+                break
 
-    # --- save the adapter (PEFT format) unless cancelled ---
+    # --- save the adapter (PEFT format) unless cancelled: the best one, or the last ---
     adapter_path: Path | None = None
+    adapter_step: int | None = None
     if status != "cancelled":
         adapter_path = out_dir / "adapter"
-        peft_model.save_pretrained(adapter_path)
-        reporter.log(f"adapter saved: {adapter_path}")
+        best = best_adapter(out_dir, state) if config.keep_best else None
+        if best is not None and state.best_step != state.step:
+            shutil.rmtree(adapter_path, ignore_errors=True)
+            shutil.copytree(best, adapter_path)
+            adapter_step = state.best_step
+        else:
+            if config.keep_best and state.best_step not in (None, state.step):
+                reporter.log(f"the best adapter (step {state.best_step}) is gone: keeping the last")
+            peft_model.save_pretrained(adapter_path)
+            adapter_step = state.step
+        reporter.log(f"adapter saved: {adapter_path} (weights of step {adapter_step})")
     existing = checkpoint_dirs(out_dir)
     result = TrainResult(
         status=status,
@@ -233,6 +276,10 @@ def train(
         train_loss=state.loss_ema,
         last_train_loss=state.last_loss,
         eval_loss=state.eval_loss,
+        best_step=state.best_step,
+        best_eval_loss=state.best_eval_loss,
+        adapter_step=adapter_step,
+        early_stopped_at_step=early_stopped_at,
         tokens_seen=state.tokens_seen,
         adapter_path=adapter_path,
         checkpoint_path=existing[-1] if existing else None,

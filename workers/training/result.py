@@ -19,6 +19,10 @@ class TrainResult:
     train_loss: float | None  # EMA-smoothed training loss (see loop.EMA_BETA)
     last_train_loss: float | None  # loss of the last step
     eval_loss: float | None  # last validation loss measured, None without a validation set
+    best_step: int | None  # step of the lowest eval loss, None without a validation set
+    best_eval_loss: float | None
+    adapter_step: int | None  # whose weights adapter_path holds: best_step with keep_best
+    early_stopped_at_step: int | None  # set when early stopping ended the run
     tokens_seen: int  # non-pad tokens trained on, earlier sessions included
     adapter_path: Path | None  # None when cancelled
     checkpoint_path: Path | None  # newest checkpoint on disk, if any

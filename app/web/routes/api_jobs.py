@@ -35,7 +35,12 @@ def version_public(version: ModelVersion, slug: str) -> VersionPublic:
 def create_job(body: JobCreate, project: ProjectDep, session: SessionDep) -> JobPublic:
     config = {**PRESETS.get(body.preset or "", {}), **body.config}
     job = service.create_job(
-        session, project, body.dataset_id, config, val_dataset_id=body.val_dataset_id
+        session,
+        project,
+        body.dataset_id,
+        config,
+        val_dataset_id=body.val_dataset_id,
+        continue_from=body.continue_from,
     )
     return job_public(session, job)
 
@@ -78,7 +83,13 @@ def resume_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic
 @router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobPublic)
 def clone_job(job_id: int, body: JobClone, session: SessionDep, user: CurrentUser) -> JobPublic:
     job = service.get_job(session, user, job_id)
-    clone = service.clone_job(session, job, body.config, body.dataset_id, body.val_dataset_id)
+    # Left out of the body: start where the cloned job started (null asks for the base model).
+    parent = body.continue_from
+    if "continue_from" not in body.model_fields_set:
+        parent = service.parent_number(session, job)
+    clone = service.clone_job(
+        session, job, body.config, body.dataset_id, body.val_dataset_id, continue_from=parent
+    )
     return job_public(session, clone)
 
 

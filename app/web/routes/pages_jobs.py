@@ -18,7 +18,7 @@ from app.schemas.training import (
     TrainingConfig,
 )
 from app.services import datasets as dataset_service
-from app.services import estimates, model_choices
+from app.services import estimates, lineage, model_choices
 from app.services import jobs as service
 from app.services.model_modules import target_choices
 from app.web.deps import CurrentUser, IsHtmx, ProjectDep, SessionDep, SettingsDep, TranslatorDep
@@ -28,7 +28,7 @@ from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-BOOLEAN_FIELDS = ("use_dora", "use_rslora", "gradient_checkpointing")
+BOOLEAN_FIELDS = ("use_dora", "use_rslora", "gradient_checkpointing", "keep_best")
 
 
 def train_device() -> str:
@@ -62,9 +62,12 @@ def form_context(
     datasets = dataset_service.list_datasets(session, project)
     device = train_device()
     targets, targets_from_model = target_choices(project.base_model, settings.data_dir)
+    # Only versions of the project's current base model can be continued from.
+    versions = service.list_versions(session, project)
     return {
         "project": project,
         "datasets": datasets,
+        "parent_versions": [v for v in versions if v.base_model == project.base_model],
         "values": values,
         "presets": PRESETS,
         "methods": list(Method),
@@ -128,6 +131,7 @@ def new_run_page(
             "dataset_id": source.dataset_id,
             "val_dataset_id": source.val_dataset_id,
             "cloned_from": source.id,
+            "continue_from": service.parent_number(session, source),
         }
     values = default_values(project, datasets, base)
     values["preset"] = preset if clone is None else ""
@@ -153,12 +157,19 @@ async def create_job(
         _int_or_none(values, "val_dataset_id"),
     )
     cloned_from = _int_or_none(values, "cloned_from")
+    continue_from = _int_or_none(values, "continue_from")
     try:
         config = config_from_form(values, targets)
         # The form holds the whole config and the validation choice, also when cloning.
         source = service.get_job(session, user, cloned_from) if cloned_from else None
         job = service.create_job(
-            session, project, dataset_id, config, cloned_from=source, val_dataset_id=val_dataset_id
+            session,
+            project,
+            dataset_id,
+            config,
+            cloned_from=source,
+            val_dataset_id=val_dataset_id,
+            continue_from=continue_from,
         )
     except InvalidInput as exc:
         errors = {d["field"]: d["message"] for d in field_details(exc.errors, t)}
@@ -224,7 +235,13 @@ def job_page(
     job = service.get_job(session, user, job_id)
     log_path = settings.paths.run_log(job.id)
     log_tail = log_path.read_text(encoding="utf-8").splitlines()[-200:] if log_path.exists() else []
-    return render(request, "pages/job.html", log_tail=log_tail, **job_context(session, job))
+    return render(
+        request,
+        "pages/job.html",
+        log_tail=log_tail,
+        lineage=lineage.job_lineage(session, job),
+        **job_context(session, job),
+    )
 
 
 @router.get("/jobs/{job_id}/status")
