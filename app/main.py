@@ -22,9 +22,11 @@ from app.web.routes import (
     openai_api,
     pages_chat,
     pages_datasets,
+    pages_evaluations,
     pages_jobs,
     pages_models,
     pages_projects,
+    pages_reviews,
 )
 
 
@@ -54,6 +56,8 @@ def create_app() -> FastAPI:
         pages_chat,
         pages_datasets,
         pages_jobs,
+        pages_evaluations,
+        pages_reviews,
         pages_models,
     ):
         app.include_router(module.router)

@@ -10,8 +10,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.errors import InvalidInput
 from app.schemas.projects import ProjectCreate, ProjectUpdate
 from app.services import datasets as dataset_service
+from app.services import evaluations as evaluation_service
 from app.services import jobs as job_service
-from app.services import model_choices
+from app.services import lineage, model_choices
 from app.services import projects as service
 from app.web.deps import (
     CurrentUser,
@@ -98,6 +99,7 @@ def project_page(
     settings: SettingsDep,
     _t: TranslatorDep,
 ) -> HTMLResponse:
+    versions = job_service.list_versions(session, project)
     return render(
         request,
         "pages/project.html",
@@ -105,7 +107,9 @@ def project_page(
         model=model_choices.find_choice(session, user, project.base_model, settings.data_dir),
         datasets=dataset_service.list_datasets(session, project),
         jobs=job_service.list_jobs(session, project),
-        versions=job_service.list_versions(session, project),
+        versions=versions,
+        lineage=lineage.chains(versions),
+        headlines=evaluation_service.latest_headlines(session, project),
         chat_templates=service.CHAT_TEMPLATES,
         errors={},
     )
