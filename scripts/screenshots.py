@@ -112,6 +112,37 @@ def shoot_training(page, ids: dict[str, int]) -> None:  # type: ignore[no-untype
     )
     page.wait_for_timeout(500)
     page.screenshot(path=str(OUT / "chat.png"), full_page=True)
+    shoot_evaluation(page, ids)
+
+
+def shoot_evaluation(page, ids: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    """Base vs v1 on the held-out file, then the report and the blind review."""
+    api = httpx.Client(base_url=BASE, timeout=30)
+    held_out = ROOT / "examples" / "zhangjiajie" / "heldout.json"
+    dataset = api.post(
+        f"/api/projects/{ids['project']}/datasets",
+        files={"file": ("heldout.json", held_out.read_bytes())},
+    ).json()
+    evaluation = api.post(
+        "/api/evaluations",
+        json={
+            "project_id": ids["project"],
+            "dataset_id": dataset["id"],
+            "max_new_tokens": 128,
+            "include_general": True,
+        },
+    ).json()
+    page.goto(f"{BASE}/evaluations/{evaluation['id']}")
+    page.wait_for_selector(
+        "#evaluation-status[data-status=succeeded]", state="attached", timeout=1_800_000
+    )
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(OUT / "evaluation.png"), full_page=True)
+    page.goto(f"{BASE}/evaluations/{evaluation['id']}/review")
+    for _ in range(3):
+        page.click("#vote-a")
+        page.wait_for_timeout(600)
+    page.screenshot(path=str(OUT / "review.png"), full_page=True)
 
 
 def main() -> None:

@@ -227,3 +227,50 @@ def test_bad_requests_say_which_field(client, project) -> None:  # type: ignore[
         json={"project_id": other.json()["id"], "dataset_id": project["dataset_id"]},
     )
     assert response.status_code == 422  # a dataset of another project is not a choice
+
+
+def test_a_runs_validation_split_is_a_test_set(client, worker, project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """job_id evaluates on exactly the rows training held out (re-drawn with the job's seed)."""
+    from app.config import get_settings
+    from app.datasets.split import split_rows
+
+    job = client.post(
+        f"/api/projects/{project['id']}/jobs",
+        json={
+            "dataset_id": project["dataset_id"],
+            "config": {"max_length": 64, "epochs": 1, "batch_size": 4, "val_percent": 30,
+                       "rank": 4, "alpha": 8, "seed": 7},
+        },
+    )  # fmt: skip
+    assert job.status_code == 201, job.text
+    deadline = time.monotonic() + 180
+    while client.get(f"/api/jobs/{job.json()['id']}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, client.get(f"/api/jobs/{job.json()['id']}").json()
+        time.sleep(0.3)
+    response = client.post(
+        "/api/evaluations",
+        json={"project_id": project["id"], "job_id": job.json()["id"], "versions": ["base", "v3"],
+              "max_new_tokens": 4},
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    result = wait(client, response.json()["id"], ended)
+    assert result["status"] == "succeeded", result
+    # The web's own split of the same file with the same seed and share names the same rows.
+    normalized = get_settings().paths.normalized(project["dataset_id"])
+    _, val_rows = split_rows(normalized, tmp_path / "t.jsonl", tmp_path / "v.jsonl", 0.3, 7)
+    expected = [
+        json.loads(line)["messages"][-1]["content"]
+        for line in (tmp_path / "v.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    got = client.get(f"/api/evaluations/{result['id']}/examples").json()["data"]
+    assert [e["reference"] for e in got] == expected and len(expected) == val_rows == 3
+    no_split = client.post(
+        f"/api/projects/{project['id']}/jobs",
+        json={"dataset_id": project["dataset_id"], "config": {"val_percent": 0, "max_length": 64}},
+    ).json()
+    client.post(f"/api/jobs/{no_split['id']}/cancel")
+    refused = client.post(
+        "/api/evaluations", json={"project_id": project["id"], "job_id": no_split["id"]}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"][0]["field"] == "job_id"
