@@ -73,7 +73,7 @@ def test_fresh_clone_first_run_with_the_readme_defaults(tmp_path: Path) -> None:
     with tunelab_up(clone, log):
         workers = httpx.get(f"{README_URL}/healthz", timeout=5).json()["workers"]["alive"]
         queues = sorted(sorted(worker["queues"]) for worker in workers)
-        assert queues == [["data", "export", "infer"], ["train"]]
+        assert queues == [["data", "export", "infer"], ["eval", "train"]]
         created = httpx.post(f"{README_URL}/api/projects", json={"name": "first"}, timeout=10)
         assert created.status_code == 201, created.text
 
