@@ -189,7 +189,7 @@ def child_tunelab(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from app.schemas.training import TrainingConfig
-    from workers.reporting import BusReporter, JobHeartbeat, RedisStopFlag
+    from workers.reporting import BusReporter, RedisStopFlag, job_heartbeat
     from workers.training.data import LengthGroupedBatches, read_rows, tokenize_rows
     from workers.training.loop import train
 
@@ -230,7 +230,7 @@ def child_tunelab(args: argparse.Namespace) -> dict[str, Any]:
     def should_stop() -> str | None:
         return platform_stop() or ("stop" if len(events) >= total else None)
 
-    with JobHeartbeat(job_id, 5.0):
+    with job_heartbeat(job_id, 5.0):
         started = time.perf_counter()
         result = train(
             cfg,

@@ -12,10 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from app import events
 from app.db import session_scope
@@ -144,16 +146,18 @@ class RedisStopFlag:
         return value if value in ("stop", "cancel") else None
 
 
-class JobHeartbeat:
-    """Refreshes the job's heartbeat_at while it runs; the web fails jobs whose beat stops."""
+class RowHeartbeat:
+    """Calls `beat(session)` every `interval_s` while a task runs (refreshing its row's
+    heartbeat_at); the web fails a running job or evaluation whose beat stops."""
 
-    def __init__(self, job_id: int, interval_s: float) -> None:
-        self.job_id = job_id
+    def __init__(self, beat: Callable[[Session], object], interval_s: float, what: str) -> None:
+        self.beat = beat
         self.interval_s = interval_s
+        self.what = what
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="job-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="row-heartbeat", daemon=True)
 
-    def __enter__(self) -> JobHeartbeat:
+    def __enter__(self) -> RowHeartbeat:
         self._thread.start()
         return self
 
@@ -165,6 +169,11 @@ class JobHeartbeat:
         while not self._stop.wait(self.interval_s):
             try:
                 with session_scope() as session:
-                    job_states.heartbeat(session, self.job_id)
-            except Exception:
-                logger.warning("job %s heartbeat failed", self.job_id, exc_info=True)
+                    self.beat(session)
+            except Exception:  # a database blip; the next beat tries again
+                logger.warning("%s heartbeat failed", self.what, exc_info=True)
+
+
+def job_heartbeat(job_id: int, interval_s: float) -> RowHeartbeat:
+    """Refreshes a training job's heartbeat_at while it runs."""
+    return RowHeartbeat(partial(job_states.heartbeat, job_id=job_id), interval_s, f"job {job_id}")

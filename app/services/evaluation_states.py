@@ -3,7 +3,6 @@ the evaluation's stream so an open page updates without polling."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import events
-from app.db import session_scope
 from app.error_codes import EvalError
 from app.event_types import JobStatusChanged
 from app.models import Evaluation, EvaluationExample, JobStatus
@@ -55,6 +53,12 @@ def record_progress(session: Session, evaluation_id: int, progress: dict[str, An
         (JobStatus.RUNNING,),
         progress=progress,
         heartbeat_at=now(),
+    )
+
+
+def heartbeat(session: Session, evaluation_id: int) -> bool:
+    return compare_and_set(
+        session, Evaluation, evaluation_id, (JobStatus.RUNNING,), heartbeat_at=now()
     )
 
 
@@ -147,35 +151,3 @@ def reap_lost(session: Session, timeout_s: float) -> list[int]:
         for evaluation_id in stale
         if fail(session, evaluation_id, EvalError.EVAL_WORKER_LOST, message, params)
     ]
-
-
-class Heartbeat:
-    """Refreshes heartbeat_at while the evaluation runs (the web fails it when this stops)."""
-
-    def __init__(self, evaluation_id: int, interval_s: float) -> None:
-        self.evaluation_id = evaluation_id
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eval-heartbeat", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                with session_scope() as session:
-                    compare_and_set(
-                        session,
-                        Evaluation,
-                        self.evaluation_id,
-                        (JobStatus.RUNNING,),
-                        heartbeat_at=now(),
-                    )
-            except Exception:  # a database blip; the next beat tries again
-                pass

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.models import Evaluation, EvaluationExample, JobStatus, ModelVersion
+from app.models import Evaluation, EvaluationExample, JobStatus
+from tests.helpers.versions import add_version
 
 VERSIONS = ["base", "v1", "v2"]
 # position -> (v1 perplexity, v1 rougeL): worst v1 perplexity is position 2, worst ROUGE-L 3.
@@ -40,21 +41,15 @@ SETTINGS = {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "seed": 0,
 
 def add_versions(session: Session, project_id: int, count: int = 2) -> None:
     for number in range(1, count + 1):
-        session.add(
-            ModelVersion(
-                project_id=project_id,
-                version=number,
-                adapter_path=f"/nowhere/adapter-{number}",
-                base_model="smollm2-135m-instruct",
-                config={},
-                dataset_sha256="0" * 64,
-                dataset_name="train.jsonl",
-                libraries={},
-                metrics={"train_loss": 1.5, "eval_loss": 1.75},
-                stopped_early=False,
-            )
+        add_version(
+            session,
+            project_id,
+            number,
+            f"/nowhere/adapter-{number}",
+            "smollm2-135m-instruct",
+            dataset_name="train.jsonl",
+            metrics={"train_loss": 1.5, "eval_loss": 1.75},
         )
-    session.commit()
 
 
 def _outputs(position: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.models import ModelVersion
+from tests.helpers.versions import add_version
 
 
 @pytest.fixture
@@ -21,21 +21,7 @@ def served(client, tiny_model_dir, db_session, tmp_path) -> dict[str, Any]:  # t
     project = client.post("/api/projects", json={"name": "chat", "base_model": model["id"]}).json()
     for number, seed in ((1, 1), (2, 2)):
         adapter = build_adapter(tiny_model_dir, tmp_path / f"adapter-{number}", seed=seed)
-        db_session.add(
-            ModelVersion(
-                project_id=project["id"],
-                version=number,
-                adapter_path=str(adapter),
-                base_model=model["id"],
-                config={},
-                dataset_sha256="0" * 64,
-                dataset_name="test",
-                libraries={},
-                metrics={},
-                stopped_early=False,
-            )
-        )
-    db_session.commit()
+        add_version(db_session, project["id"], number, adapter, model["id"])
     return {"project": project}
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from app.models import ModelVersion
+from tests.helpers.versions import add_version
 from tests.workers.test_chat_serving import new_chat, read_stream, send
 
 ROWS = [
@@ -37,21 +37,7 @@ def project(client, tiny_model_dir, db_session, tmp_path) -> dict[str, Any]:  # 
     project = client.post("/api/projects", json={"name": "eval", "base_model": model["id"]}).json()
     for number in (1, 2):
         adapter = build_adapter(tiny_model_dir, tmp_path / f"adapter-{number}", seed=number)
-        db_session.add(
-            ModelVersion(
-                project_id=project["id"],
-                version=number,
-                adapter_path=str(adapter),
-                base_model=model["id"],
-                config={},
-                dataset_sha256="0" * 64,
-                dataset_name="test",
-                libraries={},
-                metrics={},
-                stopped_early=False,
-            )
-        )
-    db_session.commit()
+        add_version(db_session, project["id"], number, adapter, model["id"])
     content = "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS).encode()
     dataset = client.post(
         f"/api/projects/{project['id']}/datasets", files={"file": ("held_out.jsonl", content)}
@@ -184,7 +170,18 @@ def test_blind_review_records_choices_and_win_rates(client, worker, project) -> 
 
 
 def test_chat_streams_while_an_evaluation_runs_and_cancel_stops_it(client, worker, project) -> None:  # type: ignore[no-untyped-def]
-    evaluation_id = start(client, project, max_new_tokens=2000)
+    # Long enough that it cannot finish during the chat: 2 x 200 answers of 2048 tokens.
+    rows = [{"instruction": f"问题 {i}", "output": f"回答 {i}"} for i in range(200)]
+    content = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+    dataset = client.post(
+        f"/api/projects/{project['id']}/datasets", files={"file": ("long.jsonl", content)}
+    ).json()
+    evaluation_id = start(
+        client,
+        {**project, "dataset_id": dataset["id"]},
+        versions=["base", "v1"],
+        max_new_tokens=2048,
+    )
     wait(client, evaluation_id, lambda e: (e["progress"] or {}).get("phase") == "generation")
     conversation = new_chat(client, project, model="v1", max_new_tokens=16)
     [request_id] = send(client, conversation, "天门山怎么去？")

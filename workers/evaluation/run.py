@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import queue
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +36,7 @@ from workers.inference import (
 from workers.ml.errors import ChatFormatError
 
 Progress = Callable[[str, int, int], None]  # phase, done, total
+STOP_CHECK_S = 1.0  # how often generation asks should_stop (each ask may read the database)
 
 
 class EvaluationCancelled(Exception):
@@ -184,13 +186,17 @@ def _generate(
 
 
 def _collect(handle: GenerationHandle, should_stop: Callable[[], bool]) -> tuple[str, DoneEvent]:
-    """The whole answer of one request, asking should_stop at least once a second."""
+    """The whole answer of one request, asking should_stop about once a second whether tokens
+    flow or not."""
     pieces: list[str] = []
+    next_check = time.monotonic() + STOP_CHECK_S
     while True:
-        try:
-            event = handle.next_event(timeout=1.0)
-        except queue.Empty:
+        if time.monotonic() >= next_check:
             _check(should_stop)
+            next_check = time.monotonic() + STOP_CHECK_S
+        try:
+            event = handle.next_event(timeout=STOP_CHECK_S)
+        except queue.Empty:
             continue
         if isinstance(event, DoneEvent):
             return "".join(pieces), event

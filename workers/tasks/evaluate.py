@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from workers.evaluation.run import (
 )
 from workers.inference import InferenceEngine, InferenceError, Scheduler
 from workers.ml.errors import ModelLoadError
+from workers.reporting import RowHeartbeat
 from workers.training.data import read_rows, split_rows
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class _Reporter:
         self.evaluation_id = evaluation_id
         self.redis = get_redis()
         self._last = 0.0
+        self._asked = 0.0
 
     def progress(self, phase: str, done: int, total: int) -> None:
         now = time.monotonic()
@@ -83,6 +86,11 @@ class _Reporter:
             logger.warning("evaluation %s: progress not recorded", self.evaluation_id)
 
     def should_stop(self) -> bool:
+        """The cancel flag, read from the database at most once a second."""
+        now = time.monotonic()
+        if now - self._asked < PROGRESS_EVERY_S * 2:
+            return False
+        self._asked = now
         try:
             with session_scope() as session:
                 return states.cancel_requested(session, self.evaluation_id)
@@ -104,7 +112,8 @@ def run_evaluation(self: Task, evaluation_id: int) -> dict[str, Any] | None:
     engine = InferenceEngine(get_settings().data_dir, MEMORY_BUDGET_BYTES, max_batch_size=16)
     scheduler = Scheduler(engine)
     try:
-        with states.Heartbeat(evaluation_id, get_settings().job_heartbeat_s):
+        beat = partial(states.heartbeat, evaluation_id=evaluation_id)
+        with RowHeartbeat(beat, get_settings().job_heartbeat_s, f"evaluation {evaluation_id}"):
             rows, skipped = test_rows(_load_rows(settings["source"]))
             if not rows:
                 raise CodedError(

@@ -23,7 +23,7 @@ from app.services import job_states
 from app.services.model_choices import loader_source
 from workers.celery_app import celery_app
 from workers.ml.errors import ModelLoadError
-from workers.reporting import BusReporter, JobHeartbeat, RedisStopFlag
+from workers.reporting import BusReporter, RedisStopFlag, job_heartbeat
 from workers.training.checkpoint import checkpoint_dirs
 from workers.training.errors import TrainingError
 from workers.training.loop import train
@@ -126,7 +126,7 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
                 JobError.PARENT_VERSION_MISSING,
                 version=parent[0],
             )
-        with JobHeartbeat(job_id, settings.job_heartbeat_s):
+        with job_heartbeat(job_id, settings.job_heartbeat_s):
             result = train(
                 config,
                 loader_source(base_model),
