@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from app.config import get_settings
 from app.queue import ACCELERATOR_QUEUES, ALL_QUEUES
+from app.services.exports import FORMATS as EXPORT_FORMATS
 
 
 def _apply_overrides(args: argparse.Namespace) -> None:
@@ -64,6 +65,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         return 2
     cmd = worker_command(queues, "train" if accelerator else "main", args.concurrency)
+    os.execv(cmd[0], cmd)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Runs in the worker's code (the web never imports the ML stack): the same export task
+    as the web's, in this process, then a copy to --out."""
+    cmd = [
+        sys.executable, "-m", "workers.tasks.export",
+        args.name, "--format", args.format, "--out", args.out,
+    ]  # fmt: skip
     os.execv(cmd[0], cmd)
 
 
@@ -123,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--concurrency", type=int, default=None)
     worker.set_defaults(func=cmd_worker)
+
+    export_help = "export a model version to a file, without the web running"
+    export = sub.add_parser("export", parents=[data], help=export_help, description=export_help)
+    export.add_argument("name", help="the version, as PROJECT:vN (PROJECT is the project's slug)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("--out", required=True, help="where to write the file")
+    export.set_defaults(func=cmd_export)
 
     db = sub.add_parser("db", parents=[data], help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -86,6 +86,15 @@ class EvalError(StrEnum):
     EVAL_FAILED = "eval_failed"  # detail
 
 
+class ExportError(StrEnum):
+    """Why an export failed (`export_errors.<code>`); the comment names the parameters."""
+
+    ADAPTER_MISSING = "adapter_missing"  # path
+    TOOL_MISSING = "tool_missing"  # tool, command
+    VERIFY_FAILED = "verify_failed"  # check, detail
+    EXPORT_FAILED = "export_failed"  # detail
+
+
 class CodedError(Exception):
     """An error raised on purpose with a code and parameters (for the catalogs); str() is the
     English sentence for logs and the API."""
@@ -126,6 +135,7 @@ register(LocalFolderError, "errors")
 register(ModelNote, "model_status")
 register(TaskError, "task_errors")
 register(EvalError, "eval_errors")
+register(ExportError, "export_errors")
 
 
 def catalog_key(code: str | None) -> str | None:

@@ -37,6 +37,7 @@ class TaskName(StrEnum):
     TRAIN = "train.run"
     GENERATE = "infer.generate"
     EVALUATE = "eval.run"
+    EXPORT = "export.run"
 
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
@@ -47,6 +48,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     TaskName.TRAIN: {"queue": Queue.TRAIN},
     TaskName.GENERATE: {"queue": Queue.INFER},
     TaskName.EVALUATE: {"queue": Queue.EVAL},
+    TaskName.EXPORT: {"queue": Queue.EXPORT},
 }
 
 

@@ -73,6 +73,10 @@ class DataDir:
     def run_log(self, job_id: int) -> Path:
         return self.run(job_id) / "train.log"
 
+    def export_dir(self, version_id: int) -> Path:
+        """A model version's exports, one file per format (cached)."""
+        return self.root / "exports" / str(version_id)
+
     def models(self) -> Path:
         return self.root / "models"
 

@@ -21,6 +21,7 @@ celery_app.conf.include = [
     "workers.tasks.train",
     "workers.tasks.infer",
     "workers.tasks.evaluate",
+    "workers.tasks.export",
 ]
 
 

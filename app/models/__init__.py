@@ -4,6 +4,7 @@ from app.models.base import Base
 from app.models.chat import ChatMessage, ComparisonVote, Conversation
 from app.models.dataset import Dataset
 from app.models.evaluation import Evaluation, EvaluationExample
+from app.models.export import Export
 from app.models.job import JobStatus, MetricPoint, TrainingJob
 from app.models.project import Project
 from app.models.registered_model import RegisteredModel
@@ -18,6 +19,7 @@ __all__ = [
     "Dataset",
     "Evaluation",
     "EvaluationExample",
+    "Export",
     "JobStatus",
     "MetricPoint",
     "ModelVersion",

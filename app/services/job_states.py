@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app import events
 from app.error_codes import JobError
 from app.event_types import JobStatusChanged
-from app.models import Evaluation, JobStatus, TrainingJob
+from app.models import Evaluation, Export, JobStatus, TrainingJob
 from app.redis_client import get_redis
 
 
@@ -43,7 +43,7 @@ def _publish_status(
 
 def compare_and_set(
     session: Session,
-    table: type[TrainingJob] | type[Evaluation],
+    table: type[TrainingJob] | type[Evaluation] | type[Export],
     row_id: int,
     from_: tuple[str, ...],
     *,

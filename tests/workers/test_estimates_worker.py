@@ -114,14 +114,13 @@ def test_job_estimate_uses_the_workers_published_throughput(client, setup, platf
     tokens = sum(min(n, MAX_LENGTH) for n in setup["lengths"])
     params = setup["model"]["parameter_count"]
 
-    # The worker may publish a better figure later (it measures three times): take the job's.
+    # The worker publishes the best of its three measurements, a minute apart, so the figure
+    # only grows: the job's lies between the first one seen and the latest.
     job = create(client, setup)
     estimate = job["estimate"]
     assert estimate["worker"] == beat["hostname"] and estimate["rough"] is False
-    assert estimate["gflops"] in (
-        beat["throughput"]["gflops"],
-        train_heartbeat(redis_url)["throughput"]["gflops"],
-    )
+    latest = train_heartbeat(redis_url)["throughput"]["gflops"]
+    assert beat["throughput"]["gflops"] <= estimate["gflops"] <= latest
     assert estimate["tokens"] == tokens
     speed = estimates.tokens_per_second(estimate["gflops"], params, checkpointing=False)
     assert estimate["seconds"] == pytest.approx(tokens / speed, abs=0.05)

