@@ -210,7 +210,7 @@ def estimate(
         held_out = _pass_tokens(val_dataset, config) if val_dataset is not None else None
         val_tokens = held_out if held_out is not None else tokens * (1 - train_share)
         evaluated = val_tokens * _evaluations(config, steps)
-        result.seconds = round((result.tokens + EVAL_COST * evaluated) / speed, 1)
+        result.seconds = round((result.tokens + EVAL_COST * evaluated) / speed, 3)
     bytes_per_weight = 0.6 if config.method is Method.QLORA else (2 if device == "cuda" else 4)
     activations = config.batch_size * config.max_length * (params / 1e6) * ACTIVATION_BYTES
     if config.gradient_checkpointing:
