@@ -28,6 +28,7 @@ from app.web.routes import (
     pages_models,
     pages_projects,
     pages_reviews,
+    pages_versions,
 )
 
 
@@ -61,6 +62,7 @@ def create_app() -> FastAPI:
         pages_evaluations,
         pages_reviews,
         pages_models,
+        pages_versions,
     ):
         app.include_router(module.router)
     install_error_handlers(app)
