@@ -80,3 +80,16 @@ def test_a_missing_file_is_exported_again(client, db_session, version) -> None: 
     (get_settings().paths.export_dir(version.id) / export.file_name).unlink()
     response = client.post(f"/api/versions/{version.id}/exports", json={"format": "merged"})
     assert response.status_code == 202 and response.json()["status"] in ("queued", "failed")
+
+
+def test_the_modelfile_downloads_beside_a_gguf(client, db_session, version) -> None:  # type: ignore[no-untyped-def]
+    from app.config import get_settings
+
+    export = finished_file(db_session, version, "gguf-q8_0", b"GGUF")
+    folder = get_settings().paths.export_dir(version.id)
+    url = f"/api/versions/{version.id}/download?format=gguf-q8_0&part=modelfile"
+    assert client.get(url).status_code == 404  # none written (an unsupported chat format)
+    (folder / export.file_name).with_suffix(".Modelfile").write_text("FROM ./x.gguf\n")
+    response = client.get(url)
+    assert response.status_code == 200 and response.text == "FROM ./x.gguf\n"
+    assert 'filename="Modelfile"' in response.headers["content-disposition"]

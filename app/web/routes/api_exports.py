@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
+from app.errors import NotFound
 from app.models import Export, ModelVersion, Project
 from app.schemas.exports import ExportCreate, ExportPublic, ExportsPublic
 from app.services import exports as service
@@ -66,10 +67,18 @@ def download(
     session: SessionDep,
     user: CurrentUser,
     format: Annotated[str, Query(max_length=32)],
+    part: Literal["file", "modelfile"] = "file",
 ) -> FileResponse:
-    """The finished file, streamed from disk (never read into memory); honours Range."""
+    """The finished file, streamed from disk (never read into memory); honours Range.
+    `part=modelfile`: the Ollama Modelfile written beside a GGUF (`ollama create NAME -f
+    Modelfile` in a folder holding both)."""
     version, project = service.get_version(session, user, version_id)
     export, path = service.ready_file(session, version, format)
+    if part == "modelfile":
+        modelfile = path.with_suffix(".Modelfile")
+        if not modelfile.is_file():
+            raise NotFound("errors.export_no_modelfile", format=format)
+        return FileResponse(modelfile, media_type="text/plain; charset=utf-8", filename="Modelfile")
     media = "application/octet-stream" if path.suffix == ".gguf" else "application/zip"
     return FileResponse(
         path,
