@@ -199,14 +199,18 @@ def _store(
 
 
 def request_stats(session: Session, dataset: Dataset) -> None:
-    """Queue token statistics; a queue outage leaves a retryable message, not an error page."""
+    """Queue token statistics; a queue outage leaves a retryable message, not an error page.
+
+    "pending" is committed before the task is queued: written after, it could land on top of
+    what a quick worker had already recorded (a model folder gone fails in milliseconds)."""
+    dataset.stats_status, dataset.stats_error = "pending", None
+    session.commit()
     try:
         enqueue(TaskName.ANALYZE_DATASET, dataset.id)
-        dataset.stats_status, dataset.stats_error = "pending", None
     except Exception as exc:  # kombu raises several types when Redis is down
         logger.warning("could not queue statistics for dataset %s: %s", dataset.id, exc)
         dataset.stats_status, dataset.stats_error = "failed", "queue_unavailable"
-    session.commit()
+        session.commit()
 
 
 def accept_staged(session: Session, project: Project, token: str, data_dir: DataDir) -> Dataset:
