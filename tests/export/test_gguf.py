@@ -3,11 +3,8 @@ quantizer; the chat template travels in the metadata; llama.cpp's greedy answer 
 equals transformers' on the merged folder; q8_0 and Q4_K_M stay within stated perplexity
 tolerances of f16; failures carry the tool's own log.
 
-The model is a small Llama (SmolLM2's real tokenizer, hidden 256 so every matrix row splits
-into Q4_K's 256-wide blocks) trained for a few seconds to memorise one conversation. A random
-model would do for the file checks, but its next-token logits over 49k tokens are nearly tied,
-so float16 rounding alone can flip a greedy pick; after memorising, the answer's tokens win by
-wide margins and a mismatch means a real difference, not a coin toss.
+The model is a small Llama with SmolLM2's real tokenizer that knows one conversation by heart
+(tests/helpers/tiny_model.build_memorising_model says why a random one would not do).
 """
 
 import math
@@ -16,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.tiny_model import smollm2_folder, smollm2_tokenizer
+from tests.helpers.tiny_model import build_memorising_model, smollm2_folder, smollm2_tokenizer
 from workers.export.gguf import (
     GGUFError,
     convert_to_gguf,
@@ -58,44 +55,6 @@ FILE_TYPES = {"f16": 1, "q8_0": 7, "q4_k_m": 15}
 TOLERANCE = {"q8_0": 0.02, "q4_k_m": 0.10}
 
 
-def _train_memorising_model(folder: Path, tokenizer: Any, steps: int = 200) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    text = tokenizer.apply_chat_template(
-        [*QUESTION, {"role": "assistant", "content": ANSWER}], tokenize=False
-    )
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, labels=ids).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if loss.item() < 0.01:
-            break
-    model.eval()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     return smollm2_tokenizer()
@@ -103,7 +62,11 @@ def tokenizer() -> Any:
 
 @pytest.fixture(scope="module")
 def merged(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
-    return _train_memorising_model(tmp_path_factory.mktemp("merged"), tokenizer)
+    return build_memorising_model(
+        tmp_path_factory.mktemp("merged"),
+        tokenizer,
+        [[*QUESTION, {"role": "assistant", "content": ANSWER}]],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +110,7 @@ def test_greedy_check_fails_against_another_model(
     ggufs: dict[str, Path], tmp_path: Path, tokenizer: Any
 ) -> None:
     # Same tokenizer and shapes, untrained weights: the prompts agree, the answers cannot.
-    other = _train_memorising_model(tmp_path / "other", tokenizer, steps=0)
+    other = build_memorising_model(tmp_path / "other", tokenizer, [QUESTION], steps=0)
     result = verify_gguf_greedy(ggufs["f16"], other, QUESTION, n_tokens=8)
     assert result["prompt_tokens_match"]
     assert not result["ok"] and result["first_mismatch"] is not None

@@ -105,3 +105,59 @@ def build_tiny_model(folder: str | Path, *, tokenizer: str = "auto", seed: int =
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def build_memorising_model(
+    folder: str | Path, tokenizer: Any, conversations: list[list[dict[str, str]]], steps: int = 200
+) -> Path:
+    """A small Llama (hidden 256, so every row splits into Q4_K's 256-wide blocks) trained for
+    a few seconds until it knows `conversations` by heart; saved with `tokenizer` into `folder`.
+
+    For checks that compare greedy answers across precisions (f16 GGUF vs transformers): a
+    random model's next-token logits over a 49k vocabulary are nearly tied, so float16 rounding
+    alone can flip a pick; a memorised answer wins by wide margins, so a mismatch means a real
+    difference, not a coin toss.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    batch = [
+        tokenizer(tokenizer.apply_chat_template(c, tokenize=False), add_special_tokens=False)[
+            "input_ids"
+        ]
+        for c in conversations
+    ]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        total = 0.0
+        optimizer.zero_grad()
+        for ids in batch:
+            tensor = torch.tensor([ids])
+            loss = model(input_ids=tensor, labels=tensor).loss / len(batch)
+            loss.backward()
+            total += loss.item()
+        optimizer.step()
+        if total < 0.01:
+            break
+    model.eval()
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

