@@ -29,10 +29,40 @@ def _apply_overrides(args: argparse.Namespace) -> None:
     get_settings.cache_clear()
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: only this machine can connect."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_open_without_accounts(host: str) -> bool:
+    """True (after saying why and how) when the web would be reachable from other machines
+    while anyone who reaches it would be the local user with every right."""
+    if is_loopback(host) or get_settings().accounts:
+        return False
+    sys.stderr.write(
+        f"tunelab: refusing to listen on {host}: accounts are off, so anyone who can reach this "
+        "port could use every project, model and GPU here.\n"
+        "  Either turn accounts on: set TUNELAB_ACCOUNTS=1, then open the page to create the "
+        "first admin (or run `tunelab users create NAME --admin`);\n"
+        "  or listen on this machine only: --host 127.0.0.1 (the default).\n"
+        "  See docs/deployment.md.\n"
+    )
+    return True
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from app.supervisor import Supervisor
 
     settings = get_settings()
+    if refuse_open_without_accounts(settings.host):
+        return 2
     return Supervisor(settings, host=settings.host, port=settings.port).run()
 
 
@@ -40,6 +70,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     from app.supervisor import web_command
 
     settings = get_settings()
+    if refuse_open_without_accounts(settings.host):
+        return 2
     cmd = web_command(settings.host, settings.port)
     os.execv(cmd[0], cmd)
 
@@ -76,6 +108,51 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.name, "--format", args.format, "--out", args.out,
     ]  # fmt: skip
     os.execv(cmd[0], cmd)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Password again: ") != first:
+        raise SystemExit("tunelab: the two passwords differ; nothing changed")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Accounts from the command line (no web needed): create, set-password, list."""
+    from app import migrate
+    from app.db import session_scope
+    from app.errors import InvalidInput
+    from app.i18n import Translator
+    from app.services import users
+
+    migrate.upgrade()
+    t = Translator("en")
+    with session_scope() as session:
+        if args.users_command == "list":
+            for user in users.list_users(session):
+                role = "admin" if user.is_admin else "member"
+                state = "active" if user.is_active else "disabled"
+                sys.stdout.write(f"{user.username}\t{role}\t{state}\n")
+            return 0
+        password = _read_password(args)
+        try:
+            if args.users_command == "create":
+                users.create_user(session, args.name, password, is_admin=args.admin)
+                sys.stdout.write(f"tunelab: user {args.name} created\n")
+            else:
+                users.set_password(session, args.name, password)
+                sys.stdout.write(f"tunelab: password of {args.name} set; their logins ended\n")
+        except InvalidInput as exc:
+            for error in exc.errors:
+                sys.stderr.write(f"tunelab: {error.field}: {t(error.key, **error.params)}\n")
+            return 1
+    if not get_settings().accounts:
+        sys.stdout.write("tunelab: accounts are off; set TUNELAB_ACCOUNTS=1 to use them\n")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -141,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--out", required=True, help="where to write the file")
     export.set_defaults(func=cmd_export)
+
+    users_help = "manage accounts (with TUNELAB_ACCOUNTS=1)"
+    users_parser = sub.add_parser("users", parents=[data], help=users_help, description=users_help)
+    users_sub = users_parser.add_subparsers(dest="users_command", required=True)
+    for name, text in (("create", "create an account"), ("set-password", "set a password")):
+        command = users_sub.add_parser(name, parents=[data], help=text, description=text)
+        command.add_argument("name", help="the user name")
+        command.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+        if name == "create":
+            command.add_argument("--admin", action="store_true", help="an administrator")
+    users_sub.add_parser("list", parents=[data], help="list the accounts")
+    users_parser.set_defaults(func=cmd_users)
 
     db = sub.add_parser("db", parents=[data], help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -37,6 +37,21 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the web server binds to.")
     port: int = Field(default=8000, description="Port the web server listens on.")
     max_upload_mb: int = Field(default=200, description="Largest dataset upload accepted, in MB.")
+    max_body_kb: int = Field(
+        default=1024,
+        ge=1,
+        description="Largest JSON or form request body accepted, in KiB (413 beyond it). File "
+        "uploads (multipart) may be up to `max_upload_mb` plus this much.",
+    )
+    accounts: bool = Field(
+        default=False,
+        description="Accounts on: people log in (the first admin is made on the setup page or "
+        "with `tunelab users create NAME --admin`), projects belong to users and API calls need "
+        "an API key. Off: one local user, no login; then the web listens on loopback only.",
+    )
+    session_days: int = Field(
+        default=14, ge=1, le=365, description="How long a login lasts without logging in again."
+    )
     default_language: str = Field(
         default="en", description="Language of the UI when the browser asks for none: en, zh-CN."
     )
@@ -92,6 +107,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_kb * 1024
 
 
 @lru_cache

@@ -53,3 +53,22 @@ class InvalidInput(AppError):
     def __init__(self, errors: list[FieldError], key: str = "errors.invalid_input") -> None:
         super().__init__(key, count=len(errors))
         self.errors = errors
+
+
+class NotAuthenticated(AppError):
+    """Nobody is logged in (or the API key is wrong): pages go to the login page, the API 401."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(AppError):
+    """Logged in, and allowed to see the thing, but not to do this to it (a viewer editing)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"

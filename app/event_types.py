@@ -19,10 +19,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from app.error_codes import english, register
 from app.models.job import TERMINAL, JobStatus
+from app.schemas.no_paths import without_paths
 
 # --- job events -----------------------------------------------------------------------------
 
@@ -33,6 +34,12 @@ class JobStart(BaseModel):
     type: Literal["start"] = "start"
     total_steps: int
     info: dict[str, Any] = Field(default_factory=dict)  # device, precision, example counts...
+
+    @field_validator("info")
+    @classmethod
+    def _no_server_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The run's record keeps where it started from; the stream goes to browsers and clients.
+        return without_paths(value)
 
 
 class JobMetric(BaseModel):

@@ -9,8 +9,11 @@ from fastapi.staticfiles import StaticFiles
 
 from app.lifespan import lifespan
 from app.paths import ROOT
+from app.web import body_limit, security_headers
+from app.web.deps import Authorised
 from app.web.errors import install_error_handlers
 from app.web.routes import (
+    api_account,
     api_chat,
     api_datasets,
     api_evaluations,
@@ -21,6 +24,8 @@ from app.web.routes import (
     docs,
     health,
     openai_api,
+    pages_account,
+    pages_auth,
     pages_chat,
     pages_datasets,
     pages_evaluations,
@@ -44,9 +49,12 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    # Public: health checks, the API docs, setup/login/logout and the language switch.
+    for module in (health, docs, pages_auth):
+        app.include_router(module.router)
+    # Everything else: the current user (login session or API key; the local user with accounts
+    # off) and the CSRF check, resolved once per request before the route's own dependencies.
     for module in (
-        health,
-        docs,
         api_projects,
         api_chat,
         api_datasets,
@@ -54,6 +62,7 @@ def create_app() -> FastAPI:
         api_evaluations,
         api_exports,
         api_models,
+        api_account,
         pages_projects,
         openai_api,
         pages_chat,
@@ -63,7 +72,10 @@ def create_app() -> FastAPI:
         pages_reviews,
         pages_models,
         pages_versions,
+        pages_account,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Authorised])
     install_error_handlers(app)
+    body_limit.install(app)
+    security_headers.install(app)  # last: it wraps the catch-all error handler
     return app

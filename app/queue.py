@@ -6,12 +6,16 @@ messages, as JSON.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from celery import Celery
 
 from app.config import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 
 class Queue(StrEnum):
@@ -89,3 +93,35 @@ def client() -> Celery:
 def enqueue(task: TaskName, *args: Any) -> str:
     result = client().send_task(task.value, args=list(args))
     return str(result.id)
+
+
+class Queued(Protocol):
+    """A database row a task works on: a training job, an evaluation, an export."""
+
+    id: int
+    task_id: str | None
+
+
+def enqueue_or_fail(
+    session: Any,
+    row: Queued,
+    task: TaskName,
+    fail: Callable[[Any, int, str, str], object],
+) -> None:
+    """Send `task` for `row` (already committed as queued) and record its task id.
+
+    When the queue (Redis) cannot be reached the row is failed at once through `fail`
+    (session, id, code, message) with `queue_unavailable`: it must never sit in "queued" with no
+    message on its way to a worker.
+    """
+    from app.error_codes import TaskError
+
+    try:
+        row.task_id = enqueue(task, row.id)
+        session.commit()
+    except Exception as exc:
+        logger.warning("could not queue %s for row %s: %s", task.value, row.id, exc)
+        session.rollback()
+        message = "The job queue (Redis) is not reachable."
+        fail(session, row.id, TaskError.QUEUE_UNAVAILABLE, message)
+        session.refresh(row)

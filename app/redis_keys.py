@@ -56,3 +56,13 @@ def generation_cancel_key(request_id: str) -> str:
 
 def evaluation_stream_key(evaluation_id: int) -> str:
     return f"{PREFIX}:eval:{evaluation_id}:events"
+
+
+def login_failures_key(kind: str, value: str) -> str:
+    """Failed logins in the current window, per account (`kind` "user") or address ("addr")."""
+    return f"{PREFIX}:login-failures:{kind}:{value}"
+
+
+def worker_result_owner_key(request_id: str) -> str:
+    """Who asked for a worker result: only that user may read it."""
+    return f"{PREFIX}:result-owner:{request_id}"

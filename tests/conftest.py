@@ -191,6 +191,20 @@ def lonely_redis(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
     reset_app_caches()
 
 
+@pytest.fixture
+def accounts(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Accounts on (TUNELAB_ACCOUNTS=1) for this test: logins, API keys, sharing."""
+    monkeypatch.setenv("TUNELAB_ACCOUNTS", "1")
+    reset_app_caches()
+    yield
+    monkeypatch.delenv("TUNELAB_ACCOUNTS")
+    reset_app_caches()
+    redis.Redis.from_url(platform_env["TUNELAB_REDIS_URL"]).delete(
+        *redis.Redis.from_url(platform_env["TUNELAB_REDIS_URL"]).keys("tunelab:login-failures:*")
+        or ["none"]
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved 2-layer Llama with SmolLM2's tokenizer (or a trained one without the package)."""

@@ -1,5 +1,6 @@
 """ORM tables. Importing this package registers every table on `Base.metadata` (Alembic)."""
 
+from app.models.auth import ApiKey, ProjectMember, ShareRole, UserSession
 from app.models.base import Base
 from app.models.chat import ChatMessage, ComparisonVote, Conversation
 from app.models.dataset import Dataset
@@ -12,6 +13,7 @@ from app.models.user import User
 from app.models.version import ModelVersion
 
 __all__ = [
+    "ApiKey",
     "Base",
     "ChatMessage",
     "ComparisonVote",
@@ -24,7 +26,10 @@ __all__ = [
     "MetricPoint",
     "ModelVersion",
     "Project",
+    "ProjectMember",
     "RegisteredModel",
+    "ShareRole",
     "TrainingJob",
     "User",
+    "UserSession",
 ]

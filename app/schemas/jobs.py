@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from app.schemas.no_paths import without_paths
 
 
 class JobCreate(BaseModel):
@@ -60,6 +62,11 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
 
+    @field_validator("result")
+    @classmethod
+    def _no_server_paths(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return without_paths(value)
+
 
 class JobsPublic(BaseModel):
     data: list[JobPublic]
@@ -74,7 +81,6 @@ class VersionPublic(BaseModel):
     job_id: int | None
     version: int
     name: str
-    adapter_path: str
     base_model: str
     config: dict[str, Any]
     dataset_sha256: str
@@ -85,3 +91,8 @@ class VersionPublic(BaseModel):
     # The version (its id) this one continued from; None: trained from the base model.
     parent_id: int | None = None
     created_at: datetime
+
+
+class VersionsPublic(BaseModel):
+    data: list[VersionPublic]
+    count: int

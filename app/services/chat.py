@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidInput, NotFound
 from app.models import ChatMessage, Conversation, Project, User
-from app.services import generation, votes
+from app.services import generation, text_limits, votes
+from app.services.access import project_scope
 
 TITLE_MAX = 200
 
@@ -28,7 +29,7 @@ def get_conversation(session: Session, owner: User, conversation_id: int) -> Con
     conversation = session.scalar(
         select(Conversation)
         .join(Project, Project.id == Conversation.project_id)
-        .where(Conversation.id == conversation_id, Project.owner_id == owner.id)
+        .where(Conversation.id == conversation_id, project_scope(owner))
     )
     if conversation is None:
         raise NotFound("errors.conversation_not_found", id=conversation_id)
@@ -38,6 +39,15 @@ def get_conversation(session: Session, owner: User, conversation_id: int) -> Con
 def messages_of(session: Session, conversation: Conversation) -> list[ChatMessage]:
     query = select(ChatMessage).where(ChatMessage.conversation_id == conversation.id)
     return list(session.scalars(query.order_by(ChatMessage.turn, ChatMessage.id)))
+
+
+def _check_system_prompt(text: str) -> None:
+    text_limits.check_length(
+        "system_prompt",
+        text.strip(),
+        text_limits.SYSTEM_PROMPT_MAX_CHARS,
+        "errors.system_prompt_too_long",
+    )
 
 
 def create_conversation(
@@ -50,7 +60,8 @@ def create_conversation(
 ) -> Conversation:
     for label in filter(None, (model, compare_model)):
         generation.resolve_model(session, project, label)  # 404 for an unknown version
-    checked = generation.GenParams.model_validate(params or {})
+    _check_system_prompt(system_prompt)
+    checked = generation.parse_params(params or {})
     conversation = Conversation(
         project_id=project.id,
         title="",
@@ -65,13 +76,14 @@ def create_conversation(
 
 
 def update_conversation(session: Session, conversation: Conversation, **fields: Any) -> None:
+    _check_system_prompt(fields.get("system_prompt") or "")
     if "title" in fields:
         title = " ".join(str(fields["title"]).split())
         if not title:
             raise InvalidInput([FieldError("title", "errors.name_required")])
         conversation.title = title[:TITLE_MAX]
     if "params" in fields:
-        conversation.params = generation.GenParams.model_validate(fields["params"]).model_dump()
+        conversation.params = generation.parse_params(fields["params"]).model_dump()
     for name in ("model", "compare_model", "system_prompt"):
         if name in fields:
             setattr(conversation, name, fields[name] or (None if name == "compare_model" else ""))
@@ -101,11 +113,16 @@ def _history(
     return history
 
 
-def send(session: Session, conversation: Conversation, text: str) -> list[ChatMessage]:
+def send(
+    session: Session, conversation: Conversation, text: str, sender: User
+) -> list[ChatMessage]:
     """Store the user's message and queue one answer per model; returns the answers."""
     text = text.strip()
     if not text:
         raise InvalidInput([FieldError("content", "errors.message_required")])
+    text_limits.check_length(
+        "content", text, text_limits.PROMPT_MAX_CHARS, "errors.message_too_long"
+    )
     project = session.get(Project, conversation.project_id)
     assert project is not None
     labels = [conversation.model] + (
@@ -134,7 +151,7 @@ def send(session: Session, conversation: Conversation, text: str) -> list[ChatMe
     for ref, answer in zip(refs, answers, strict=True):
         history = _history(conversation, previous, ref.label) + [{"role": "user", "content": text}]
         answer.request_id = generation.start(
-            ref, history, params, owner_id=project.owner_id, message_id=answer.id
+            ref, history, params, owner_id=sender.id, message_id=answer.id
         )
     session.commit()
     return answers

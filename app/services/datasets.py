@@ -21,6 +21,7 @@ from app import datasets as validation
 from app.errors import AppError, Conflict, NotFound
 from app.models import Dataset, Project, User
 from app.queue import TaskName, enqueue
+from app.services.access import project_scope
 from app.services.uploads import ReceivedFile
 from app.storage import NORMALIZED_NAME, DataDir, move_into_place, remove_tree
 
@@ -268,7 +269,7 @@ def get_dataset(session: Session, owner: User, dataset_id: int) -> Dataset:
     dataset = session.scalar(
         select(Dataset)
         .join(Project, Project.id == Dataset.project_id)
-        .where(Dataset.id == dataset_id, Project.owner_id == owner.id)
+        .where(Dataset.id == dataset_id, project_scope(owner))
     )
     if dataset is None:
         raise NotFound("errors.dataset_not_found", id=dataset_id)

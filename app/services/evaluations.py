@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.error_codes import TaskError
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import (
     ComparisonVote,
@@ -30,11 +28,10 @@ from app.models import (
     User,
 )
 from app.models.job import TERMINAL
-from app.queue import TaskName, enqueue
+from app.queue import TaskName, enqueue_or_fail
 from app.services import evaluation_states as states
+from app.services.access import project_scope
 from app.services.generation import resolve_model
-
-logger = logging.getLogger(__name__)
 
 MAX_NEW_TOKENS_LIMIT = 2048
 # Lower is better for perplexity; higher for the overlap scores.
@@ -150,18 +147,7 @@ def create_evaluation(
     )
     session.add(evaluation)
     session.commit()
-    try:
-        evaluation.task_id = enqueue(TaskName.EVALUATE, evaluation.id)
-        session.commit()
-    except Exception as exc:  # Redis down: it must not sit in "queued" forever
-        logger.warning("could not queue evaluation %s: %s", evaluation.id, exc)
-        states.fail(
-            session,
-            evaluation.id,
-            TaskError.QUEUE_UNAVAILABLE,
-            "The job queue (Redis) is not reachable.",
-        )
-        session.refresh(evaluation)
+    enqueue_or_fail(session, evaluation, TaskName.EVALUATE, states.fail)
     return evaluation
 
 
@@ -169,7 +155,7 @@ def get_evaluation(session: Session, owner: User, evaluation_id: int) -> Evaluat
     evaluation = session.scalar(
         select(Evaluation)
         .join(Project, Project.id == Evaluation.project_id)
-        .where(Evaluation.id == evaluation_id, Project.owner_id == owner.id)
+        .where(Evaluation.id == evaluation_id, project_scope(owner))
     )
     if evaluation is None:
         raise NotFound("errors.evaluation_not_found", id=evaluation_id)

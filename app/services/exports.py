@@ -4,20 +4,17 @@ format), and where the finished file is. The work runs on the `export` queue
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.error_codes import TaskError
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import Export, JobStatus, ModelVersion, Project, User
-from app.queue import TaskName, enqueue
+from app.queue import TaskName, enqueue_or_fail
+from app.services.access import project_scope
 from app.services.job_states import compare_and_set, now
-
-logger = logging.getLogger(__name__)
 
 # What each format is for, in the order pages list them.
 FORMATS = ("adapter", "merged", "gguf-f16", "gguf-q8_0", "gguf-q4_k_m")
@@ -34,7 +31,7 @@ def get_version(session: Session, owner: User, version_id: int) -> tuple[ModelVe
     row = session.execute(
         select(ModelVersion, Project)
         .join(Project, Project.id == ModelVersion.project_id)
-        .where(ModelVersion.id == version_id, Project.owner_id == owner.id)
+        .where(ModelVersion.id == version_id, project_scope(owner))
     ).first()
     if row is None:
         raise NotFound("errors.version_not_found", id=version_id)
@@ -83,13 +80,7 @@ def request_export(session: Session, version: ModelVersion, fmt: str) -> tuple[E
         export.verification = export.progress = None
         export.finished_at = None
     session.commit()
-    try:
-        export.task_id = enqueue(TaskName.EXPORT, export.id)
-        session.commit()
-    except Exception as exc:  # Redis down: it must not sit in "queued" forever
-        logger.warning("could not queue export %s: %s", export.id, exc)
-        fail(session, export.id, TaskError.QUEUE_UNAVAILABLE, "The job queue is not reachable.")
-        session.refresh(export)
+    enqueue_or_fail(session, export, TaskName.EXPORT, fail)
     return export, True
 
 

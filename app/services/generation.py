@@ -12,19 +12,21 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound, ServiceUnavailable
+from app.errors import FieldError, InvalidInput, NotFound, ServiceUnavailable
 from app.models import ModelVersion, Project, User
 from app.queue import Queue, TaskName, enqueue
 from app.redis_client import get_redis
 from app.redis_keys import generation_cancel_key, generation_request_key
+from app.services.access import project_scope
 from app.services.health import alive_workers
 from app.services.model_choices import loader_source
+from app.services.text_limits import STOP_MAX_CHARS
 
 REQUEST_TTL_S = 3600
 IDLE_LIMIT_S = 600  # relays give up on (and cancel) an answer that produced nothing for 10 min
@@ -36,10 +38,28 @@ class GenParams(BaseModel):
     top_k: int = Field(default=0, ge=0, le=1000)
     max_new_tokens: int = Field(default=1024, ge=1, le=8192)
     repetition_penalty: float = Field(default=1.0, ge=0.5, le=2)
-    stop: list[str] = Field(default_factory=list, max_length=4)
+    stop: list[Annotated[str, Field(max_length=STOP_MAX_CHARS)]] = Field(
+        default_factory=list, max_length=4
+    )
     seed: int | None = None
     # Generate past end-of-sequence (benchmarks that need fixed lengths; vLLM's extension).
     ignore_eos: bool = False
+
+
+def parse_params(raw: dict[str, Any]) -> GenParams:
+    """Validate decoding settings, turning pydantic's errors into field errors (a 422)."""
+    try:
+        return GenParams.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            FieldError(
+                ".".join(str(p) for p in err["loc"]) or "params",
+                "errors.config_field",
+                {"detail": err["msg"]},
+            )
+            for err in exc.errors()
+        ]
+        raise InvalidInput(errors) from exc
 
 
 @dataclass
@@ -81,7 +101,10 @@ def resolve_public_name(session: Session, owner: User, name: str) -> tuple[Proje
     """`slug:v2`, `slug:base` or just `slug` (its latest version, else its base model)."""
     slug, _, label = name.partition(":")
     project = session.scalar(
-        select(Project).where(Project.owner_id == owner.id, Project.slug == slug)
+        select(Project)
+        .where(project_scope(owner), Project.slug == slug)
+        .order_by((Project.owner_id == owner.id).desc())  # one's own first, then shared ones
+        .limit(1)
     )
     if project is None:
         raise NotFound("errors.model_version_not_found", model=name)
@@ -98,7 +121,7 @@ def resolve_public_name(session: Session, owner: User, name: str) -> tuple[Proje
 def public_names(session: Session, owner: User) -> list[tuple[str, Project, str]]:
     """Every model the API serves: (name, project, label)."""
     out = []
-    for project in session.scalars(select(Project).where(Project.owner_id == owner.id)):
+    for project in session.scalars(select(Project).where(project_scope(owner))):
         out.append((f"{project.slug}:base", project, "base"))
         versions = session.scalars(
             select(ModelVersion.version).where(ModelVersion.project_id == project.id)

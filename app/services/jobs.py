@@ -3,7 +3,6 @@ list, and read their metric history. Status changes go through `job_states`."""
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -11,7 +10,6 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.error_codes import TaskError
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import (
     Dataset,
@@ -22,14 +20,13 @@ from app.models import (
     TrainingJob,
     User,
 )
-from app.queue import TaskName, enqueue
+from app.queue import TaskName, enqueue_or_fail
 from app.redis_client import get_redis
 from app.redis_keys import job_stop_key
 from app.schemas.training import TrainingConfig
 from app.services import estimates, job_states, lineage
+from app.services.access import project_scope
 from app.services.estimates import estimate_steps
-
-logger = logging.getLogger(__name__)
 
 
 def parse_config(raw: dict[str, Any]) -> TrainingConfig:
@@ -48,7 +45,7 @@ def get_job(session: Session, owner: User, job_id: int) -> TrainingJob:
     job = session.scalar(
         select(TrainingJob)
         .join(Project, Project.id == TrainingJob.project_id)
-        .where(TrainingJob.id == job_id, Project.owner_id == owner.id)
+        .where(TrainingJob.id == job_id, project_scope(owner))
     )
     if job is None:
         raise NotFound("errors.job_not_found", id=job_id)
@@ -80,15 +77,7 @@ def _dataset_of(session: Session, project: Project, dataset_id: int | None) -> D
 
 
 def _enqueue(session: Session, job: TrainingJob) -> None:
-    try:
-        job.task_id = enqueue(TaskName.TRAIN, job.id)
-        session.commit()
-    except Exception as exc:  # Redis down: the job must not sit in "queued" forever
-        logger.warning("could not queue job %s: %s", job.id, exc)
-        job_states.fail_job(
-            session, job.id, TaskError.QUEUE_UNAVAILABLE, "The job queue (Redis) is not reachable."
-        )
-        session.refresh(job)
+    enqueue_or_fail(session, job, TaskName.TRAIN, job_states.fail_job)
 
 
 def create_job(

@@ -133,11 +133,9 @@ def default_model_id() -> str:
 
 def list_choices(session: Session, owner: User, data_dir: Path) -> list[ModelChoice]:
     builtin = [_from_entry(e, data_dir) for e in catalog.load_catalog()]
-    rows = session.scalars(
-        select(RegisteredModel)
-        .where(RegisteredModel.owner_id == owner.id)
-        .order_by(RegisteredModel.id)
-    )
+    # Registered models belong to the installation (admins register them) and every user
+    # picks from them; `owner` stays in the signature for the scoping rule all services follow.
+    rows = session.scalars(select(RegisteredModel).order_by(RegisteredModel.id))
     return builtin + [_from_registered(r) for r in rows]
 
 
@@ -151,11 +149,7 @@ def check_base_model(session: Session, owner: User, model_id: str | None) -> str
         return default_model_id()
     if model_id in {e.id for e in catalog.load_catalog()}:
         return model_id
-    registered = session.scalar(
-        select(RegisteredModel.id).where(
-            RegisteredModel.owner_id == owner.id, RegisteredModel.key == model_id
-        )
-    )
+    registered = session.scalar(select(RegisteredModel.id).where(RegisteredModel.key == model_id))
     if registered is None:
         raise InvalidInput([FieldError("base_model", "errors.unknown_model", {"model": model_id})])
     return model_id

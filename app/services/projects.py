@@ -13,6 +13,7 @@ from app.models import Project, TrainingJob, User
 from app.models.project import NAME_MAX_LENGTH
 from app.schemas.projects import ProjectCreate, ProjectUpdate
 from app.services import model_choices
+from app.services.access import project_scope, require_owner
 from app.storage import DataDir, remove_tree
 
 DESCRIPTION_MAX_LENGTH = 2000
@@ -26,14 +27,12 @@ def slugify(name: str) -> str:
 
 
 def list_projects(session: Session, owner: User) -> list[Project]:
-    query = select(Project).where(Project.owner_id == owner.id).order_by(Project.updated_at.desc())
+    query = select(Project).where(project_scope(owner)).order_by(Project.updated_at.desc())
     return list(session.scalars(query))
 
 
 def get_project(session: Session, owner: User, project_id: int) -> Project:
-    project = session.scalar(
-        select(Project).where(Project.id == project_id, Project.owner_id == owner.id)
-    )
+    project = session.scalar(select(Project).where(Project.id == project_id, project_scope(owner)))
     if project is None:
         raise NotFound("errors.project_not_found", id=project_id)
     return project
@@ -108,8 +107,10 @@ def create_project(session: Session, owner: User, data: ProjectCreate) -> Projec
 def update_project(session: Session, owner: User, project_id: int, data: ProjectUpdate) -> Project:
     project = get_project(session, owner, project_id)
     if data.name is not None:
-        project.name = _clean_name(session, owner, data.name, exclude_id=project.id)
-        project.slug = _unique_slug(session, owner, project.name, exclude_id=project.id)
+        # Names and slugs are unique per owner: an editor renames within the owner's projects.
+        project_owner = session.get(User, project.owner_id) or owner
+        project.name = _clean_name(session, project_owner, data.name, exclude_id=project.id)
+        project.slug = _unique_slug(session, project_owner, project.name, exclude_id=project.id)
     if data.description is not None:
         project.description = _clean_description(data.description)
     if data.base_model is not None:
@@ -145,6 +146,7 @@ def check_chat_template(name: str) -> str | None:
 def delete_project(session: Session, owner: User, project_id: int, data_dir: DataDir) -> None:
     """Delete the project, its rows (cascade) and then its files."""
     project = get_project(session, owner, project_id)
+    require_owner(owner, project)
     folders = [data_dir.dataset(d.id) for d in project.datasets]
     job_ids = session.scalars(select(TrainingJob.id).where(TrainingJob.project_id == project.id))
     folders += [data_dir.run(job_id) for job_id in job_ids]

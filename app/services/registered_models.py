@@ -17,19 +17,17 @@ from app.error_codes import TaskError
 from app.errors import FieldError, InvalidInput, NotFound
 from app.models import RegisteredModel, User
 from app.queue import TaskName, enqueue
+from app.services.access import require_admin
 
 logger = logging.getLogger(__name__)
 
 
 def _existing(session: Session, owner: User, key: str) -> RegisteredModel | None:
-    return session.scalar(
-        select(RegisteredModel).where(
-            RegisteredModel.owner_id == owner.id, RegisteredModel.key == key
-        )
-    )
+    return session.scalar(select(RegisteredModel).where(RegisteredModel.key == key))
 
 
 def register_local(session: Session, owner: User, path: str) -> RegisteredModel:
+    require_admin(owner)
     if not path.strip():
         raise InvalidInput([FieldError("path", "errors.path_required")])
     try:
@@ -66,6 +64,7 @@ def register_local(session: Session, owner: User, path: str) -> RegisteredModel:
 
 
 def register_hub(session: Session, owner: User, hub_id: str) -> RegisteredModel:
+    require_admin(owner)
     try:
         repo_id = catalog.validate_hub_id(hub_id)
     except catalog.InvalidHubIdError as exc:
@@ -101,17 +100,14 @@ def request_download(session: Session, row: RegisteredModel) -> None:
 
 
 def get_registered(session: Session, owner: User, model_id: int) -> RegisteredModel:
-    row = session.scalar(
-        select(RegisteredModel).where(
-            RegisteredModel.id == model_id, RegisteredModel.owner_id == owner.id
-        )
-    )
+    row = session.scalar(select(RegisteredModel).where(RegisteredModel.id == model_id))
     if row is None:
         raise NotFound("errors.model_not_found", id=model_id)
     return row
 
 
-def delete_registered(session: Session, row: RegisteredModel) -> None:
+def delete_registered(session: Session, admin: User, row: RegisteredModel) -> None:
+    require_admin(admin)
     session.delete(row)
     session.commit()
 

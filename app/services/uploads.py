@@ -7,6 +7,7 @@ staging folder is removed: nothing half-written stays behind.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -33,8 +34,12 @@ class ReceivedFile:
 
 
 def safe_filename(name: str | None) -> str:
-    base = Path(name or "upload").name.strip() or "upload"
-    return base[:200]
+    """The name the client gave, for display only: the file itself is stored as `original.ext`
+    in a new staging folder (`receive`), so no part of this name is ever a path. Its last part
+    after either separator (a Windows path too), without control characters (NUL included)."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:200] or "upload"
 
 
 def original_name(filename: str) -> str:

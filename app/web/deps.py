@@ -1,7 +1,9 @@
 """Typed dependencies every route uses: the session, the current user, the translator.
 
-`CurrentUser` is the one place that decides who is asking; every query on projects and what
-hangs off them is scoped by it. Today it is the single local user; accounts plug in here.
+`CurrentUser` is the one place that decides who is asking (app.web.auth): every query on
+projects and what hangs off them is scoped by it. `Authorised` is what app.main puts on every
+router that is not public: the user, then the CSRF check, so a new route is protected without
+having to ask.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from app.db import get_sessionmaker
 from app.i18n import Translator, negotiate
 from app.models import Project, User
 from app.services import projects as project_service
-from app.services.users import get_local_user
+from app.web import auth
 
 
 def get_session() -> Iterator[Session]:
@@ -32,11 +34,20 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_current_user(session: SessionDep) -> User:
-    return get_local_user(session)
+def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    return auth.resolve_user(request, session, settings)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def authorised(request: Request, user: CurrentUser) -> User:
+    """The current user, after the CSRF check (router-level dependency, see app.main)."""
+    await auth.check_csrf(request)
+    return user
+
+
+Authorised = Depends(authorised)
 
 
 def get_translator(request: Request, settings: SettingsDep) -> Translator:

@@ -7,13 +7,14 @@ of `{"field", "message"}`. Browsers get a friendly page in their language.
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from app.errors import AppError, FieldError, InvalidInput
+from app.errors import AppError, FieldError, InvalidInput, NotAuthenticated
 from app.i18n import Translator, negotiate
 from app.web.templating import render
 
@@ -57,9 +58,24 @@ def error_response(
     )
 
 
+def login_redirect(request: Request) -> Response:
+    """Browsers that are not logged in go to the login page, and come back afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    location = f"/login?{urlencode({'next': target})}"
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=401, headers={"HX-Redirect": location})
+    return RedirectResponse(location, status_code=303)
+
+
 async def handle_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     t = translator_for(request)
+    if isinstance(exc, NotAuthenticated):
+        if not wants_json(request):
+            return login_redirect(request)
+        response = error_response(request, 401, exc.code, t(exc.key, **exc.params))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
     details = field_details(exc.errors, t) if isinstance(exc, InvalidInput) else None
     return error_response(request, exc.status_code, exc.code, t(exc.key, **exc.params), details)
 

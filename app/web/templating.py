@@ -15,6 +15,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.responses import HTMLResponse
 
+from app.config import get_settings
 from app.error_codes import describe
 from app.i18n import Translator
 from app.paths import ROOT
@@ -44,6 +45,11 @@ def render(
 ) -> HTMLResponse:
     translator: Translator = getattr(request.state, "translator", None) or Translator()
     context.setdefault("current_path", request.url.path)
+    # Who is logged in (accounts on) and the token forms and htmx requests send back.
+    login = getattr(request.state, "login_session", None)
+    context.setdefault("current_user", getattr(request.state, "user", None))
+    context.setdefault("csrf_token", login.csrf_token if login else "")
+    context.setdefault("accounts_on", get_settings().accounts)
     return templates.TemplateResponse(
         request,
         name,

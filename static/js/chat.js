@@ -35,11 +35,19 @@
       finish();
     });
     const stop = el.querySelector(".stop-button");
-    if (stop) stop.addEventListener("click", () => { fetch(el.dataset.cancel, { method: "POST" }); stop.disabled = true; });
+    if (stop) stop.addEventListener("click", () => { fetch(el.dataset.cancel, { method: "POST", headers: window.tunelabCsrfHeaders ? window.tunelabCsrfHeaders() : {} }); stop.disabled = true; });
   }
   function scan() { document.querySelectorAll("[data-stream]").forEach(follow); }
   document.addEventListener("DOMContentLoaded", scan);
   document.addEventListener("htmx:afterSettle", scan);
+  // A message sent: empty the box and drop the "no messages yet" note. Here rather than in an
+  // hx-on attribute, which htmx runs through Function() and the Content-Security-Policy forbids.
+  document.addEventListener("htmx:afterRequest", (e) => {
+    const form = e.detail.elt;
+    if (form.id !== "chat-form" || !e.detail.successful) return;
+    form.reset();
+    document.getElementById("chat-empty")?.remove();
+  });
   document.addEventListener("keydown", (e) => {
     if (e.target.id === "chat-text" && e.key === "Enter" && !e.shiftKey) {
       e.preventDefault();

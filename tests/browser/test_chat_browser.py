@@ -67,6 +67,9 @@ def test_chat_streams_from_a_fresh_adapter_and_compares(
     page.evaluate(WATCH)
     page.fill("#chat-text", "张家界门票多少钱？")
     page.keyboard.press("Enter")  # Enter sends
+    # Sent: the box empties and the "no messages yet" note goes (static/js/chat.js).
+    expect(page.locator("#chat-text")).to_have_value("")
+    expect(page.locator("#chat-empty")).to_have_count(0)
     answer = page.locator(".bubble-assistant").last
     expect(answer).to_have_attribute("data-state", "done", timeout=60_000)
     lengths = page.evaluate("window.__lengths")

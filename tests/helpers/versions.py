@@ -38,3 +38,14 @@ def add_version(
         )
     )
     session.commit()
+
+
+def adapter_dir(version_id: int) -> Path:
+    """Where a version's adapter lives, read from the database: the API never says."""
+    from app.db import get_sessionmaker
+    from app.models import ModelVersion
+
+    with get_sessionmaker()() as session:
+        version = session.get(ModelVersion, version_id)
+        assert version is not None, version_id
+        return Path(version.adapter_path)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.versions import adapter_dir
 from tests.workers.test_chat_serving import read_stream, send
 from tests.workers.test_training_jobs import FAST, ROWS, finished, wait_job
 from workers.inference.decoding import REPLACEMENT_CHAR
@@ -80,7 +81,7 @@ def test_a_dora_version_answers_like_peft(client, worker, tiny_model_dir, databa
     job = wait_job(client, response.json()["id"], finished, timeout=600)  # a busy 2-core CI
     assert job["status"] == "succeeded", job["error"]
     [version] = client.get(f"/api/projects/{project['id']}/versions").json()["data"]
-    adapter = version["adapter_path"]
+    adapter = str(adapter_dir(version["id"]))
     assert json.loads((Path(adapter) / "adapter_config.json").read_text())["use_dora"] is True
 
     expected_ids, expected_text = _peft_greedy(tiny_model_dir, adapter)

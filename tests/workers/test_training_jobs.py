@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.versions import adapter_dir
+
 ROWS = [
     {"instruction": f"张家界景点 {i} 在哪里？", "output": f"景点 {i} 在武陵源，乘环保车可到。"}
     for i in range(24)
@@ -105,7 +107,7 @@ def test_job_trains_and_registers_a_version(client, worker, setup, tiny_model_di
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     before = base(ids).logits
-    tuned = PeftModel.from_pretrained(base, v1["adapter_path"])
+    tuned = PeftModel.from_pretrained(base, str(adapter_dir(v1["id"])))
     assert not torch.allclose(before, tuned(ids).logits)
 
     page = client.get(f"/jobs/{job['id']}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.versions import adapter_dir
 from tests.workers.test_training_jobs import FAST, ROWS, finished, wait_job
 
 
@@ -60,7 +61,7 @@ def test_early_stop_then_continue_from_the_version(client, worker, project) -> N
     assert "v2 ← v1" in client.get(f"/projects/{project['id']}").text
 
     # The starting version's files are gone by the time the run starts: a clear failure.
-    shutil.rmtree(v1["adapter_path"])
+    shutil.rmtree(adapter_dir(v1["id"]))
     third = run(client, project, {"epochs": 1}, continue_from=1)
     assert third["status"] == "failed" and third["step"] == 0
     assert (third["error_code"], third["error_params"]) == (

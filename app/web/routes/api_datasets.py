@@ -14,7 +14,7 @@ from app.datasets.csvfile import FIELDS as MAPPABLE_FIELDS
 from app.errors import FieldError, InvalidInput, NotFound
 from app.schemas.datasets import DatasetPublic, DatasetsPublic, DatasetUpdate, RowsPublic
 from app.services import datasets as service
-from app.services import template_preview, uploads, worker_results
+from app.services import template_preview, text_limits, uploads, worker_results
 from app.services.issue_text import issues_public
 from app.web.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep, TranslatorDep
 
@@ -51,6 +51,9 @@ def parse_options(
                     "column_map", "errors.bad_column_map", {"fields": ", ".join(MAPPABLE_FIELDS)}
                 )
             )
+    limit = text_limits.DATASET_NAME_MAX_CHARS
+    if name and len(name) > limit:
+        errors.append(FieldError("name", "errors.name_too_long", {"max": limit, "got": len(name)}))
     if errors:
         raise InvalidInput(errors)
     return service.UploadOptions(cont, schema, mapping, keep_valid, name or None)
@@ -228,12 +231,12 @@ def request_preview(
 ) -> dict[str, str]:
     """Render a row through the project's tokenizer and chat template on a worker."""
     dataset = service.get_dataset(session, user, dataset_id)
-    return {"request_id": template_preview.request_preview(dataset, body.row)}
+    return {"request_id": template_preview.request_preview(dataset, body.row, user.id)}
 
 
 @router.get("/previews/{request_id}")
 def get_preview(request_id: str, user: CurrentUser) -> dict[str, Any]:
-    result = worker_results.get_result(request_id)
+    result = worker_results.get_result(request_id, user.id)
     if result is None:
         raise NotFound("errors.preview_not_found")
     return result

@@ -12,7 +12,14 @@ from app.event_types import JOB_EVENTS, job_stream_ended
 from app.models import ModelVersion, TrainingJob
 from app.models.job import TERMINAL
 from app.redis_keys import job_stream_key
-from app.schemas.jobs import JobClone, JobCreate, JobPublic, JobsPublic, VersionPublic
+from app.schemas.jobs import (
+    JobClone,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    VersionPublic,
+    VersionsPublic,
+)
 from app.schemas.training import PRESETS
 from app.services import jobs as service
 from app.web.deps import CurrentUser, ProjectDep, SessionDep
@@ -118,7 +125,7 @@ def job_events(
     return event_stream_response(stream, retry_ms=2000, closing=frame(None, "done", "{}"))
 
 
-@router.get("/projects/{project_id}/versions")
-def list_versions(project: ProjectDep, session: SessionDep) -> dict[str, Any]:
+@router.get("/projects/{project_id}/versions", response_model=VersionsPublic)
+def list_versions(project: ProjectDep, session: SessionDep) -> VersionsPublic:
     data = [version_public(v, project.slug) for v in service.list_versions(session, project)]
-    return {"data": data, "count": len(data)}
+    return VersionsPublic(data=data, count=len(data))

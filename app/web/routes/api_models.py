@@ -40,7 +40,7 @@ def register_model(
 @router.delete("/registered/{model_id}", status_code=204)
 def delete_model(model_id: int, session: SessionDep, user: CurrentUser) -> Response:
     registered_models.delete_registered(
-        session, registered_models.get_registered(session, user, model_id)
+        session, user, registered_models.get_registered(session, user, model_id)
     )
     return Response(status_code=204)
 

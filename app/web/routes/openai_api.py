@@ -26,8 +26,9 @@ from app.event_types import (
     GenerationToken,
     generation_ended,
 )
+from app.i18n import Translator
 from app.redis_keys import generation_stream_key
-from app.services import generation
+from app.services import generation, text_limits
 from app.web.deps import CurrentUser, SessionDep, TranslatorDep
 from app.web.sse import EventStream, relay, sse_response
 
@@ -81,6 +82,20 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     return content or ""
 
 
+def _over_limits(body: ChatCompletionRequest, t: Translator) -> JSONResponse | None:
+    """Too many messages, or more text than any model takes: refused before anything is queued
+    (400, as OpenAI answers an invalid request)."""
+    count = len(body.messages)
+    if count > text_limits.MESSAGES_MAX:
+        message = t("errors.too_many_messages", got=count, max=text_limits.MESSAGES_MAX)
+        return openai_error(400, message, "too_many_messages", "messages")
+    chars = sum(len(_text(m.content)) for m in body.messages)
+    if chars > text_limits.PROMPT_MAX_CHARS:
+        message = t("errors.prompt_too_long_chars", got=chars, max=text_limits.PROMPT_MAX_CHARS)
+        return openai_error(400, message, "prompt_too_long", "messages")
+    return None
+
+
 def _params(body: ChatCompletionRequest) -> generation.GenParams:
     stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
     values: dict[str, Any] = {"stop": stop, "seed": body.seed, "ignore_eos": body.ignore_eos}
@@ -112,6 +127,8 @@ async def chat_completions(
         return openai_error(400, f"invalid request body: {exc}", "invalid_request")
     if body.n != 1:
         return openai_error(400, "only n=1 is supported", "unsupported_value", "n")
+    if (too_much := _over_limits(body, t)) is not None:
+        return too_much
     try:
         _project, ref = generation.resolve_public_name(session, user, body.model)
         messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]

@@ -95,7 +95,7 @@ def send_message(
 ) -> HTMLResponse:
     conversation = chat.get_conversation(session, user, conversation_id)
     try:
-        chat.send(session, conversation, content)
+        chat.send(session, conversation, content, user)
     except InvalidInput as exc:
         message = " ".join(d["message"] for d in field_details(exc.errors, t))
         return render(request, "partials/upload_error.html", status_code=422, message=message)

@@ -249,7 +249,7 @@ def preview(
 ) -> HTMLResponse:
     dataset = service.get_dataset(session, user, dataset_id)
     try:
-        request_id = template_preview.request_preview(dataset, row)
+        request_id = template_preview.request_preview(dataset, row, user.id)
     except AppError as exc:
         message = (
             " ".join(d["message"] for d in field_details(exc.errors, t))
@@ -261,6 +261,12 @@ def preview(
 
 
 @router.get("/previews/{request_id}")
-def preview_result(request_id: str, request: Request, _t: TranslatorDep) -> HTMLResponse:
-    result = worker_results.get_result(request_id) or {"status": "failed", "error": "expired"}
+def preview_result(
+    request_id: str, request: Request, user: CurrentUser, _t: TranslatorDep
+) -> HTMLResponse:
+    # Unknown, expired and another user's ids read the same: "expired" (the poll then stops).
+    result = worker_results.get_result(request_id, user.id) or {
+        "status": "failed",
+        "error": "expired",
+    }
     return render(request, "partials/template_preview.html", request_id=request_id, result=result)

@@ -103,6 +103,6 @@ def progress(request: Request, id: str, _t: TranslatorDep) -> HTMLResponse:
 @router.delete("/models/registered/{model_id}")
 def delete(model_id: int, session: SessionDep, user: CurrentUser, htmx: IsHtmx) -> Response:
     registered_models.delete_registered(
-        session, registered_models.get_registered(session, user, model_id)
+        session, user, registered_models.get_registered(session, user, model_id)
     )
     return redirect("/models", htmx)

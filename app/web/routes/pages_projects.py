@@ -8,11 +8,12 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.errors import InvalidInput
+from app.models import Project
 from app.schemas.projects import ProjectCreate, ProjectUpdate
+from app.services import access, lineage, model_choices
 from app.services import datasets as dataset_service
 from app.services import evaluations as evaluation_service
 from app.services import jobs as job_service
-from app.services import lineage, model_choices
 from app.services import projects as service
 from app.web.deps import (
     CurrentUser,
@@ -112,6 +113,8 @@ def project_page(
         headlines=evaluation_service.latest_headlines(session, project),
         chat_templates=service.CHAT_TEMPLATES,
         errors={},
+        role=access.role_of(session, user, project),
+        members=access.members(session, project),
     )
 
 
@@ -157,9 +160,49 @@ def delete_project(
     return redirect("/projects", htmx)
 
 
-@router.get("/lang/{language}")
-def switch_language(language: str, request: Request) -> RedirectResponse:
-    back = request.headers.get("referer") or "/projects"
-    response = RedirectResponse(back, status_code=303)
-    response.set_cookie("lang", language, max_age=365 * 24 * 3600, samesite="lax")
-    return response
+def _members(
+    request: Request,
+    session: SessionDep,
+    project: Project,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+) -> HTMLResponse:
+    return render(
+        request, "partials/project_members.html", status_code, project=project,
+        members=access.members(session, project), share_errors=errors or {},
+    )  # fmt: skip
+
+
+@router.post("/projects/{project_id}/members")
+def share_project(
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    t: TranslatorDep,
+    htmx: IsHtmx,
+    username: Annotated[str, Form(max_length=64)] = "",
+    role: Annotated[str, Form(max_length=16)] = "viewer",
+) -> Response:
+    try:
+        access.share(session, user, project, username, role)
+    except InvalidInput as exc:
+        return _members(request, session, project, 422, form_errors(exc, t))
+    if not htmx:
+        return redirect(f"/projects/{project.id}#sharing", htmx)
+    return _members(request, session, project)
+
+
+@router.post("/projects/{project_id}/members/{member_id}/delete")
+def unshare_project(
+    member_id: int,
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    user: CurrentUser,
+    htmx: IsHtmx,
+) -> Response:
+    access.unshare(session, user, project, member_id)
+    if not htmx:
+        return redirect(f"/projects/{project.id}#sharing", htmx)
+    return _members(request, session, project)
