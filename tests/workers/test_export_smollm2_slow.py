@@ -11,11 +11,9 @@ verification figures docs/export.md records.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +28,9 @@ CONFIG = {"rank": 8, "alpha": 16, "epochs": 0.1, "max_length": 512, "learning_ra
 QUESTION = [{"role": "user", "content": "张家界国家森林公园有哪些必去的景点？"}]
 N_TOKENS = 24
 # Both sides of the adapter comparison in float32 (the chat worker would pick bf16 on a CPU with
-# native bf16 matmuls, and a real model's greedy answer can then differ in a late token).
-WORKER_ENV = {"TUNELAB_INFERENCE_DTYPE": "float32"}
+# native bf16 matmuls, and a real model's greedy answer can then differ in a late token), on the
+# transformers engine (llama.cpp would answer from a q8_0 file).
+WORKER_ENV = {"TUNELAB_INFERENCE_DTYPE": "float32", "TUNELAB_CHAT_ENGINE": "transformers"}
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,10 +53,7 @@ def wait(client, url: str, done, timeout: float) -> dict:  # type: ignore[no-unt
 
 
 def test_smollm2_version_exports_in_every_format(client, worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    from tests.helpers.peft_answer import peft_greedy_answer
     from tests.helpers.tiny_model import smollm2_folder
     from workers.export.gguf import converter_available
 
@@ -121,17 +117,6 @@ def test_smollm2_version_exports_in_every_format(client, worker, tmp_path) -> No
     base = load_model(
         "smollm2-135m-instruct", data_dir=get_settings().data_dir, device="cpu", dtype="float32"
     ).info.path
-    folder = tmp_path / "unzipped"
-    zipfile.ZipFile(io.BytesIO(files["adapter"])).extractall(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).eval()
-    text = tokenizer.apply_chat_template(QUESTION, tokenize=False, add_generation_prompt=True)
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-            max_new_tokens=N_TOKENS,
-        )  # fmt: skip
-    local = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    local = peft_greedy_answer(base, files["adapter"], tmp_path / "unzipped", QUESTION, N_TOKENS)
     print("platform:", platform, "\npeft:    ", local)
     assert platform and local == platform

@@ -20,8 +20,9 @@ import pytest
 from tests.helpers.versions import add_version
 
 # The adapter download is compared with the platform's own greedy answer: both in float32 (the
-# chat worker would pick bf16 on a CPU with native bf16 matmuls).
-WORKER_ENV = {"TUNELAB_INFERENCE_DTYPE": "float32"}
+# chat worker would pick bf16 on a CPU with native bf16 matmuls), on the transformers engine
+# (llama.cpp would answer from a q8_0 file).
+WORKER_ENV = {"TUNELAB_INFERENCE_DTYPE": "float32", "TUNELAB_CHAT_ENGINE": "transformers"}
 
 
 @pytest.fixture
@@ -173,32 +174,12 @@ def _platform_answer(client, slug: str, n_tokens: int) -> str:  # type: ignore[n
     return reply.json()["choices"][0]["message"]["content"]
 
 
-def _peft_answer(base: Path, adapter_zip: bytes, folder: Path, n_tokens: int) -> str:
-    """Greedy answer of plain transformers + peft on the unzipped adapter, prompt rendered with
-    the chat template the zip carries (as a user of the download would)."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from workers.export.merged import PROBE_MESSAGES
-
-    zipfile.ZipFile(io.BytesIO(adapter_zip)).extractall(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder).eval()
-    text = tokenizer.apply_chat_template(PROBE_MESSAGES, tokenize=False, add_generation_prompt=True)
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-            max_new_tokens=n_tokens,
-        )  # fmt: skip
-    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-
-
 def test_a_trained_version_exports_in_every_format_each_verified(  # type: ignore[no-untyped-def]
     client, worker, trained, memorising_base, tmp_path, database_url
 ) -> None:
+    from tests.helpers.peft_answer import peft_greedy_answer
     from workers.export.gguf import read_chat_template
+    from workers.export.merged import PROBE_MESSAGES
 
     files: dict[str, bytes] = {}
     for fmt in FORMATS:
@@ -230,5 +211,7 @@ def test_a_trained_version_exports_in_every_format_each_verified(  # type: ignor
     # The downloaded adapter, unzipped elsewhere, answers in plain peft as the platform does.
     n_tokens = 16
     platform = _platform_answer(client, trained["project"]["slug"], n_tokens)
-    local = _peft_answer(memorising_base, files["adapter"], tmp_path / "unzipped", n_tokens)
+    local = peft_greedy_answer(
+        memorising_base, files["adapter"], tmp_path / "unzipped", PROBE_MESSAGES, n_tokens
+    )
     assert platform and local == platform, (local, platform)
