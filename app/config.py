@@ -75,6 +75,21 @@ class Settings(BaseSettings):
         "one per visible NVIDIA GPU (honouring CUDA_VISIBLE_DEVICES), or one on the CPU; a "
         "number N is one per GPU 0..N-1, and 0 trains on the CPU even where GPUs exist.",
     )
+    chat_engine: str = Field(
+        default="auto",
+        pattern=r"^(auto|llamacpp|transformers)$",
+        description="What answers chats: `auto` is llama.cpp on a CPU (from a q8_0 GGUF of "
+        "each model, built on first use while transformers answers) and transformers on a GPU; "
+        "`llamacpp` waits for the GGUF instead; `transformers` never uses llama.cpp.",
+    )
+    chat_threads: int = Field(
+        default=0,
+        ge=0,
+        le=512,
+        description="CPU threads llama.cpp decodes chats with; 0: one less than the CPUs this "
+        "process may use (at least 1), so a training run on the same machine cannot starve its "
+        "spinning threads (measured: 2 threads on 2 busy cores fall from 72 to ~2 tokens/s).",
+    )
     model_dirs: list[Path] = Field(
         default_factory=list,
         description="Folders of Hugging Face models registered at start (JSON list).",

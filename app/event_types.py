@@ -143,6 +143,8 @@ class GenerationDone(BaseModel):
     completion_tokens: int
     time_to_first_token_s: float
     tokens_per_s: float
+    engine: str | None = None  # "llama.cpp" or "transformers" (workers/tasks/chat_engines.py)
+    precision: str | None = None  # "q8_0", "float32", "bfloat16"...
 
     def stats(self) -> dict[str, Any]:
         """What the chat message row keeps (ChatMessage.stats)."""

@@ -16,7 +16,7 @@ from workers.inference.decoding import REPLACEMENT_CHAR
 
 # The answer is compared token for token with peft in float32; a CPU with native bf16 would
 # otherwise serve in bf16 (workers/inference/hardware.py).
-WORKER_ENV = {"TUNELAB_INFERENCE_DTYPE": "float32"}
+WORKER_ENV = {"TUNELAB_INFERENCE_DTYPE": "float32", "TUNELAB_CHAT_ENGINE": "transformers"}
 QUESTION = ROWS[3]["instruction"]
 MAX_NEW_TOKENS = 24
 

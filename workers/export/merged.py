@@ -50,11 +50,14 @@ def fresh_base(
     """
     from transformers import AutoModelForCausalLM
 
+    from workers.ml.loading import LOAD_LOCK
+
     if isinstance(base_model, str | Path):
-        # trust_remote_code stays off, as in workers.ml.loading.
-        model = AutoModelForCausalLM.from_pretrained(
-            base_model, dtype=dtype, trust_remote_code=False
-        )
+        # trust_remote_code stays off, as in workers.ml.loading; one load at a time per process.
+        with LOAD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(
+                base_model, dtype=dtype, trust_remote_code=False
+            )
     else:
         model = copy.deepcopy(base_model)
     model = model.to(device=device, dtype=dtype)

@@ -4,6 +4,7 @@ Every source ends as a plain Hugging Face folder (safetensors + tokenizer) that 
 way, so training, evaluation and serving all see identical weights and tokenization.
 """
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,14 +111,22 @@ def resolve_source(
     return _from_hub("hub", repo_id, data_dir, progress)
 
 
+# transformers' from_pretrained is not thread-safe: it builds the model under process-wide
+# device and dtype contexts (the meta device), so two threads loading at once (the chat engine
+# and a GGUF build in the same worker) break each other with "Cannot copy out of meta tensor".
+# Every from_pretrained of a model in a worker takes this lock.
+LOAD_LOCK = threading.RLock()
+
+
 def load_from_folder(
     folder: str | Path, *, device: torch.device | str, dtype: torch.dtype
 ) -> tuple[PreTrainedModel, Any]:
     """Model (eval mode, on `device`, in `dtype`) and tokenizer from a Hugging Face folder."""
     # trust_remote_code stays off: a model folder must never run code of its own in a worker.
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
-    model.to(device)
+    with LOAD_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+        model.to(device)
     model.eval()
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         # Batched training and generation need a pad token; EOS is the usual stand-in and is

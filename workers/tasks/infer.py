@@ -38,29 +38,39 @@ from workers.celery_app import celery_app
 from workers.inference import (
     DoneEvent,
     GenerationRequest,
-    InferenceEngine,
     InferenceError,
     PromptTooLong,
     Scheduler,
 )
 from workers.ml.errors import ModelLoadError
+from workers.tasks.chat_engines import ChatEngines
 
 logger = logging.getLogger(__name__)
 STREAM_TTL_S = 3600
 MEMORY_BUDGET_BYTES = 8 * 1024**3
 
-_scheduler: Scheduler | None = None
+_engines: ChatEngines | None = None
 _lock = threading.Lock()
 
 
-def scheduler() -> Scheduler:
-    """One engine and scheduler per worker process, shared by the pool's threads."""
-    global _scheduler
+def engines() -> ChatEngines:
+    """One set of engines per worker process, shared by the pool's threads."""
+    global _engines
     with _lock:
-        if _scheduler is None:
-            engine = InferenceEngine(get_settings().data_dir, MEMORY_BUDGET_BYTES)
-            _scheduler = Scheduler(engine).start()
-        return _scheduler
+        if _engines is None:
+            settings = get_settings()
+            _engines = ChatEngines(
+                settings.data_dir,
+                MEMORY_BUDGET_BYTES,
+                settings.chat_engine,
+                threads=settings.chat_threads,
+            )
+        return _engines
+
+
+def scheduler() -> Scheduler:
+    """The transformers-based engine's scheduler (what answers while a GGUF is built)."""
+    return engines().scheduler
 
 
 def too_long_error(exc: PromptTooLong) -> GenerationError:
@@ -119,18 +129,16 @@ def generate(request_id: str) -> None:
     text: list[str] = []
     done: DoneEvent | None = None
     try:
-        sched = scheduler()
-        if model["base"] not in sched.engine.loaded_bases():
+        chat = engines()
+        route = chat.route(model, on_wait=lambda: emit(GenerationStatus(state="loading")))
+        if route.engine == "transformers" and chat.needs_loading(model):
             emit(GenerationStatus(state="loading"))
-        if model["adapter_id"]:
-            sched.engine.register_adapter(model["base"], model["adapter_id"], model["adapter_path"])
-        handle = sched.submit(
+        handle = route.submit(
             GenerationRequest(
                 request_id=request_id,
-                base_id=model["base"],
-                adapter_id=model["adapter_id"],
                 messages=request["messages"],
                 template=model.get("template"),
+                **route.request_fields,
                 **params,
             )
         )
@@ -166,6 +174,8 @@ def generate(request_id: str) -> None:
         completion_tokens=done.completion_tokens,
         time_to_first_token_s=done.time_to_first_token_s or 0.0,
         tokens_per_s=done.tokens_per_s,
+        engine=route.engine,
+        precision=route.precision,
     )
     state = "stopped" if done.finish_reason == "cancelled" else "done"
     _save(message_id, state=state, content="".join(text), stats=finished.stats())
