@@ -207,20 +207,21 @@ class LlamaCppEngine:
                     return
                 self._waiting.extend(self._inbox)
                 self._inbox.clear()
-            self._drop_cancelled()
-            self._admit()
-            served = self._next_turn()
-            if served is None:
-                if self._waiting and not self._busy():
-                    # Nothing runs and nothing could be admitted: only possible if admission
-                    # keeps failing to place a request; never spin on it.
-                    time.sleep(0.01)
-                continue
+            served: _Served | None = None
             try:
-                self._step(served)
+                self._drop_cancelled()
+                self._admit()
+                served = self._next_turn()
+                if served is not None:
+                    self._step(served)
             except Exception as exc:  # a failed decode or a bug must never leave requests hanging
-                log.exception("llama.cpp step on %s failed", served.model.key)
-                self._fail_model(served, exc)
+                log.exception("llama.cpp engine step failed")
+                if served is not None:
+                    self._fail_model(served, exc)
+            if served is None and self._waiting and not self._busy():
+                # Nothing runs yet requests wait: only a failing admission can do that; never
+                # spin on it.
+                time.sleep(0.01)
 
     def _busy(self) -> bool:
         return any(s.busy for s in self._served.values())
