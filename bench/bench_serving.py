@@ -137,7 +137,7 @@ def stream_once(client: openai.OpenAI, model: str, new_tokens: int) -> dict[str,
     }
 
 
-def concurrent(client: openai.OpenAI, models: list[str], new_tokens: int) -> dict[str, float]:
+def concurrent(client: openai.OpenAI, models: list[str], new_tokens: int) -> dict[str, Any]:
     results: list[dict[str, float]] = []
     lock = threading.Lock()
 
@@ -153,10 +153,14 @@ def concurrent(client: openai.OpenAI, models: list[str], new_tokens: int) -> dic
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    rates = [r["tokens"] / r["wall_s"] for r in results]
+    mean = sum(rates) / len(rates)
     return {
         "tokens": sum(r["tokens"] for r in results),
         "tokens_per_s": sum(r["tokens"] for r in results) / wall,
         "wall_s": wall,
+        # Each stream's rate over the mean: how evenly the streams were served.
+        "spread": (min(rates) / mean, max(rates) / mean),
     }
 
 

@@ -24,10 +24,8 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +37,7 @@ import torch  # noqa: E402
 from bench.bench_serving import (  # noqa: E402
     MODEL,
     QUESTION,
+    concurrent,
     register_version,
     start_platform,
     stream_once,
@@ -87,32 +86,6 @@ def raw_llama(gguf: Path, threads: int, new_tokens: int) -> dict[str, float]:
     del llm
     assert first is not None
     return {"ttft_s": first - start, "tokens_per_s": (count - 1) / (end - first)}
-
-
-def concurrent(client: openai.OpenAI, models: list[str], new_tokens: int) -> dict[str, Any]:
-    results: list[dict[str, float]] = []
-    lock = threading.Lock()
-
-    def run(model: str) -> None:
-        result = stream_once(client, model, new_tokens)
-        with lock:
-            results.append(result)
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(m,)) for m in models]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    rates = [r["tokens"] / r["wall_s"] for r in results]
-    mean = sum(rates) / len(rates)
-    return {
-        "tokens": sum(r["tokens"] for r in results),
-        "tokens_per_s": sum(r["tokens"] for r in results) / wall,
-        "wall_s": wall,
-        "spread": (min(rates) / mean, max(rates) / mean),
-    }
 
 
 def main() -> None:
