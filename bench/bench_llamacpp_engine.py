@@ -15,7 +15,7 @@ the first token, as DoneEvent.tokens_per_s defines them; the 8-stream figures ar
 over the wall time. Targets: single >= 0.8x raw; 8 streams >= 2x single; each of the 8 streams
 within 0.5-2x of their mean.
 
-    .venv/bin/python bench/bench_llamacpp_engine.py [--threads 2] [--rounds 3] [--outtype f16]
+    .venv/bin/python bench/bench_llamacpp_engine.py [--threads 2] [--rounds 3] [--outtype f16] [--flash-attn]
         [--cache-dir DIR]  (keeps the GGUF file and the model's data dir between runs)
 """
 
@@ -56,13 +56,13 @@ def gguf_file(cache: Path, outtype: str) -> Path:
 class Raw:
     """Plain llama-cpp-python on the same file, prompt rendered as the engine renders it."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, flash_attn: bool) -> None:
         import llama_cpp
         from llama_cpp import Llama
 
         self.llm = Llama(
             model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
-            verbose=False,
+            flash_attn=flash_attn, verbose=False,
         )  # fmt: skip
         vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
 
@@ -123,8 +123,8 @@ def engine_run(engine: LlamaCppEngine, requests: list[GenerationRequest]) -> dic
 
 def measure(args: argparse.Namespace, path: Path) -> dict[str, list[dict[str, Any]]]:
     n = args.new_tokens
-    raw = Raw(path, args.threads)
-    engine = LlamaCppEngine(n_threads=args.threads, max_sequences=8)
+    raw = Raw(path, args.threads, args.flash_attn)
+    engine = LlamaCppEngine(n_threads=args.threads, max_sequences=8, flash_attn=args.flash_attn)
     engine.register_model("a", path)
     engine.register_model("b", path)
     sampled = {"temperature": 0.7, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1}
@@ -197,6 +197,7 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--outtype", choices=("q8_0", "f16"), default="q8_0")
+    parser.add_argument("--flash-attn", action="store_true", help="on both sides")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
     temp = Path(tempfile.mkdtemp(prefix="tunelab-llamacpp-bench-"))
@@ -204,7 +205,8 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     try:
         started = time.perf_counter()
-        print(f"{MODEL} {args.outtype}, {args.new_tokens} new tokens, load {os.getloadavg()}")
+        print(f"{MODEL} {args.outtype}, {args.new_tokens} new tokens, flash attention "
+              f"{'on' if args.flash_attn else 'off'}, load {os.getloadavg()}")  # fmt: skip
         results = measure(args, gguf_file(cache, args.outtype))
         ok = report(args, results)
         print(f"total bench time {time.perf_counter() - started:.0f} s")

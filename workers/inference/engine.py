@@ -19,8 +19,9 @@ from workers.inference.errors import MemoryBudgetExceeded, PromptTooLong, Unknow
 from workers.inference.events import GenerationRequest
 from workers.inference.hardware import inference_dtype
 from workers.inference.lora import read_lora_adapter
+from workers.inference.prompts import request_conversation
 from workers.inference.runner import Runner, make_runner
-from workers.ml.chat_format import ROLES, resolve_template
+from workers.ml.chat_format import resolve_template
 from workers.ml.device import free_memory, parse_dtype, pick_device
 from workers.ml.errors import ChatFormatError
 from workers.ml.loading import LoadedModel, load_model
@@ -277,17 +278,7 @@ class InferenceEngine:
         MUST render exactly as training does (resolve_template, add_generation_prompt, no extra
         special tokens). Raises ChatFormatError or PromptTooLong.
         """
-        messages = [dict(m) for m in request.messages]
-        for i, message in enumerate(messages):
-            if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-                raise ChatFormatError(f"message {i} needs a role ({', '.join(ROLES)}) and text")
-        if request.system_prompt:
-            # The request's system prompt replaces any system turn in the conversation.
-            messages = [{"role": "system", "content": request.system_prompt}] + [
-                m for m in messages if m["role"] != "system"
-            ]
-        if not any(m["role"] != "system" for m in messages):
-            raise ChatFormatError("the conversation has no user message")
+        messages = request_conversation(request)
         tokenizer = base.loaded.tokenizer
         _, jinja = resolve_template(tokenizer, request.template)
         try:

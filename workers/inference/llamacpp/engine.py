@@ -10,8 +10,10 @@ Each loop iteration:
    sequences still being prefilled (oldest first), so a long prompt enters in chunks between
    decode steps instead of stalling the others; then every sequence that got logits samples
    its next token with its own settings and streams the text to its handle.
-Sequences of one model share its context (each its own KV stream, see model.py); models never
-share a decode, and the round-robin gives each busy model one step in turn.
+Sequences of one model share its context (each its own KV stream, see model.py), kept on streams
+0..n-1 and put in the batch in stream order: llama.cpp computes a run of consecutive sequence
+ids in one pass but splits anything else (GGUFModel.move_slot); models never share a decode,
+and the round-robin gives each busy model one step in turn.
 
 Models are kept loaded in least-recently-used order, at most `max_models` at once; a model
 with running sequences is never evicted. When the oldest waiting request needs a model that
@@ -56,6 +58,7 @@ class EngineStats:
     prefill_tokens: int = 0
     steps_per_model: Counter[str] = field(default_factory=Counter)
     model_switches: int = 0  # consecutive steps on different models
+    sequence_moves: int = 0  # sequences moved to a lower KV stream to close a gap
 
 
 @dataclass(eq=False)
@@ -106,11 +109,14 @@ class LlamaCppEngine:
         max_context: int = 4096,
         prefill_chunk: int = 128,
         max_models: int = 2,
+        flash_attn: bool = False,
     ) -> None:
         """n_threads: llama.cpp threads per decode (default: the CPUs this process may use).
         max_sequences: concurrent sequences per model (KV streams). max_context: tokens per
         sequence, prompt and answer together (capped by the model's trained context).
-        prefill_chunk: prompt tokens per decode step. max_models: models kept loaded."""
+        prefill_chunk: prompt tokens per decode step. max_models: models kept loaded.
+        flash_attn: llama.cpp's flash attention: faster batched decoding, but batched answers
+        may then differ from lone ones (see GGUFModel)."""
         if max_sequences < 1 or prefill_chunk < 1 or max_models < 1 or max_context < 2:
             raise ValueError(
                 "max_sequences, prefill_chunk and max_models must be >= 1, max_context >= 2"
@@ -121,6 +127,7 @@ class LlamaCppEngine:
         self.max_context = max_context
         self.prefill_chunk = prefill_chunk
         self.max_models = max_models
+        self.flash_attn = flash_attn
         self.load_count: Counter[str] = Counter()
         self.stats = EngineStats()
         self._paths: dict[str, Path] = {}
@@ -306,6 +313,7 @@ class LlamaCppEngine:
         model = GGUFModel(
             key, path, n_threads=self.n_threads, max_sequences=self.max_sequences,
             max_context=self.max_context, batch_tokens=self.prefill_chunk + self.max_sequences,
+            flash_attn=self.flash_attn,
         )  # fmt: skip
         self.load_count[key] += 1
         self._served[key] = _Served(model)
@@ -335,23 +343,30 @@ class LlamaCppEngine:
 
     def _step(self, served: _Served) -> None:
         """One llama_decode for `served`: a token of each decoding sequence plus a prompt chunk."""
+        self._compact(served)
         model = served.model
+        budget = self.prefill_chunk
+        chunks: dict[int, list[int]] = {}  # id(sequence) -> prompt tokens it feeds now
+        for seq in served.prefilling:  # oldest first
+            if budget <= 0:
+                break
+            chunks[id(seq)] = seq.prompt[seq.fed : seq.fed + budget]
+            budget -= len(chunks[id(seq)])
         batch = model.batch
         batch.clear()
         rows: list[tuple[_Sequence, int]] = []  # sequences that sample after this decode
-        for seq in served.decoding:
-            position = len(seq.prompt) + seq.state.generated - 1
-            rows.append((seq, batch.add([seq.state.last_token], position, seq.slot, True)))
-        budget = self.prefill_chunk
         entered: list[_Sequence] = []
-        for seq in served.prefilling:
-            if budget <= 0:
-                break
-            chunk = seq.prompt[seq.fed : seq.fed + budget]
+        # In stream order: llama.cpp computes a run of consecutive sequence ids together.
+        taking_part = [*served.decoding, *(s for s in served.prefilling if id(s) in chunks)]
+        for seq in sorted(taking_part, key=lambda s: s.slot):
+            chunk = chunks.get(id(seq))
+            if chunk is None:
+                position = len(seq.prompt) + seq.state.generated - 1
+                rows.append((seq, batch.add([seq.state.last_token], position, seq.slot, True)))
+                continue
             last = seq.fed + len(chunk) == len(seq.prompt)
             index = batch.add(chunk, seq.fed, seq.slot, last)
             seq.fed += len(chunk)
-            budget -= len(chunk)
             self.stats.prefill_tokens += len(chunk)
             if last:
                 rows.append((seq, index))
@@ -372,6 +387,19 @@ class LlamaCppEngine:
             if finished:  # accept() sent the DoneEvent already
                 served.decoding.remove(seq)
                 self._retire(seq)
+
+    def _compact(self, served: _Served) -> None:
+        """Keep the model's running sequences on KV streams 0..n-1 (GGUFModel.move_slot says
+        why): the highest one moves down into the lowest free stream until no gap is left."""
+        running = [*served.prefilling, *served.decoding]
+        while running:
+            top = max(running, key=lambda s: s.slot)
+            free = served.model.lowest_free_slot()
+            if free is None or free > top.slot:
+                return
+            served.model.move_slot(top.slot, free)
+            top.slot = free
+            self.stats.sequence_moves += 1
 
     def _count_step(self, key: str, sampled: int) -> None:
         stats = self.stats

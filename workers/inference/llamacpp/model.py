@@ -3,13 +3,16 @@ sequences, the vocabulary, and the chat prompt rendered for a request.
 
 KV layout: the context is made with kv_unified=False, so each of the `max_sequences`
 sequences owns its own KV stream of `context_length` cells and attention runs per stream.
-Measured once while building this (SmolLM2-135M q8_0, 2 threads, 128 greedy tokens, a 2-core
-CPU): 8 batched sequences decoded 199 tokens/s against 187 with one unified buffer, a single
-sequence 77 against 41 (a unified buffer attends over every cell of the context), and only the
-per-stream layout kept each batched answer bit-equal to the lone sequence's. llama.cpp's CPU
-flash attention was 3-6x slower there, so it is off. The whole KV cache is allocated up front:
-max_sequences x context_length cells (SmolLM2-135M: 23 KB per cell in f16, so 8 x 4096 cells
-take 750 MB).
+Measured on a quiet 2-core AVX2 CPU (SmolLM2-135M q8_0, 2 threads, 128 greedy tokens): one
+sequence 72 tokens/s either way, 8 batched sequences 194 tokens/s against 180 with one unified
+buffer, and only the per-stream layout kept each batched answer bit-equal to the lone one.
+The whole KV cache is allocated up front: max_sequences x context_length cells (SmolLM2-135M:
+23 KB per cell in f16, so 8 x 4096 cells take 750 MB).
+
+Flash attention is off by default. It is faster on that CPU (one decode step of 1, 4 and 8
+sequences: 12.2, 23.8 and 31.6 ms against 13.1, 28.0 and 40.8), but its numbers change with
+what shares the batch: an f16 model's batched greedy answers drifted from its lone ones, which
+the default path never does. flash_attn=True is there for whoever prefers the speed.
 """
 
 from pathlib import Path
@@ -23,7 +26,8 @@ from workers.inference.errors import PromptTooLong
 from workers.inference.events import GenerationRequest
 from workers.inference.llamacpp.errors import DecodeFailed, ModelLoadFailed
 from workers.inference.llamacpp.native import Batch, Vocab, quiet_logs
-from workers.ml.chat_format import ROLES, resolve_template
+from workers.inference.prompts import request_conversation
+from workers.ml.chat_format import resolve_template
 from workers.ml.errors import ChatFormatError
 
 
@@ -39,23 +43,6 @@ class _TemplateView:
     def convert_tokens_to_ids(self, token: str) -> int | None:
         ids = self._vocab.tokenize(token)
         return ids[0] if len(ids) == 1 else None  # one id: the vocabulary knows the token
-
-
-def conversation(request: GenerationRequest) -> list[dict[str, str]]:
-    """The request's messages with its system prompt in front, checked as the transformers
-    engine checks them (InferenceEngine.encode_prompt). Raises ChatFormatError."""
-    messages = [dict(m) for m in request.messages]
-    for i, message in enumerate(messages):
-        if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-            raise ChatFormatError(f"message {i} needs a role ({', '.join(ROLES)}) and text")
-    if request.system_prompt:
-        # The request's system prompt replaces any system turn in the conversation.
-        messages = [{"role": "system", "content": request.system_prompt}] + [
-            m for m in messages if m["role"] != "system"
-        ]
-    if not any(m["role"] != "system" for m in messages):
-        raise ChatFormatError("the conversation has no user message")
-    return messages
 
 
 class GGUFModel:
@@ -74,6 +61,7 @@ class GGUFModel:
         max_sequences: int,
         max_context: int,
         batch_tokens: int,
+        flash_attn: bool = False,
     ) -> None:
         quiet_logs()
         self.key = key
@@ -87,13 +75,18 @@ class GGUFModel:
         self._ctx: Any = None
         self._batch: Batch | None = None
         try:
-            self._init_context(n_threads, max_sequences, max_context, batch_tokens)
+            self._init_context(n_threads, max_sequences, max_context, batch_tokens, flash_attn)
         except BaseException:
             self.close()
             raise
 
     def _init_context(
-        self, n_threads: int, max_sequences: int, max_context: int, batch_tokens: int
+        self,
+        n_threads: int,
+        max_sequences: int,
+        max_context: int,
+        batch_tokens: int,
+        flash_attn: bool,
     ) -> None:
         trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
         per_sequence = min(trained, max_context) if trained > 0 else max_context
@@ -103,7 +96,11 @@ class GGUFModel:
         params.kv_unified = False  # one KV stream per sequence (see the module docstring)
         params.n_batch = params.n_ubatch = batch_tokens
         params.n_threads = params.n_threads_batch = n_threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -119,7 +116,7 @@ class GGUFModel:
         self.eog_ids = self.vocab.end_of_generation_ids()
         raw = llama_cpp.llama_model_chat_template(self._model, None)
         self.chat_template: str | None = raw.decode("utf-8") if raw else None
-        self._free_slots = list(range(max_sequences - 1, -1, -1))  # pop() hands out 0 first
+        self._free_slots = set(range(max_sequences))
 
     @property
     def ctx(self) -> Any:
@@ -132,22 +129,41 @@ class GGUFModel:
 
     # -- sequences -----------------------------------------------------------------------------
 
+    def lowest_free_slot(self) -> int | None:
+        return min(self._free_slots) if self._free_slots else None
+
     def take_slot(self) -> int | None:
-        return self._free_slots.pop() if self._free_slots else None
+        """The lowest free stream (see move_slot for why low ones first), or None."""
+        slot = self.lowest_free_slot()
+        if slot is not None:
+            self._free_slots.remove(slot)
+        return slot
 
     def free_slot(self, slot: int) -> None:
         """Drop every KV cell of the sequence now, so the next one starts from an empty stream."""
         llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)
-        self._free_slots.append(slot)
+        self._free_slots.add(slot)
 
-    @property
-    def free_slots(self) -> int:
-        return len(self._free_slots)
+    def move_slot(self, source: int, target: int) -> None:
+        """Move a sequence's cells from stream `source` to the free stream `target`.
+
+        Why: with one KV stream per sequence, llama_decode splits a batch into one graph
+        computation per run of consecutive, increasing sequence ids (llama.cpp's
+        split_equal(sequential) for non-unified caches), and each computation reads all the
+        weights again. Measured (SmolLM2-135M q8_0, 2 threads, one decode step): sequences
+        0,1,2,3 take 29 ms, 0,2,4,6 or 3,2,1,0 take 57 ms; 0..7 take 41 ms, 7..0 take 113 ms.
+        The engine therefore keeps running sequences on streams 0..n-1, in order. The copy
+        (applied by the next llama_decode) costs about one decode step for a 4096-cell stream.
+        """
+        llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self._memory, source, -1, -1)
+        self._free_slots.remove(target)
+        self._free_slots.add(source)
 
     def clear(self) -> None:
         """Empty the whole KV cache and free every slot (after a failed step)."""
         llama_cpp.llama_memory_clear(self._memory, True)
-        self._free_slots = list(range(self.max_sequences - 1, -1, -1))
+        self._free_slots = set(range(self.max_sequences))
 
     # -- prompts -------------------------------------------------------------------------------
 
@@ -161,7 +177,7 @@ class GGUFModel:
         training renders: apply_chat_template, then add_special_tokens=False). Raises
         ChatFormatError or PromptTooLong.
         """
-        messages = conversation(request)
+        messages = request_conversation(request)
         _, jinja = resolve_template(_TemplateView(self.chat_template, self.vocab), request.template)
         template = jinja if jinja is not None else self.chat_template
         assert template is not None  # resolve_template returns None only for an own template

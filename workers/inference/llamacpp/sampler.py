@@ -7,6 +7,12 @@ skipped. Every other request gets its own llama.cpp sampler chain, in the order
 workers/inference/sampling.py and transformers' generate() use: repetition penalty (over the
 prompt and the answer so far), temperature, top-k, top-p, then a draw from a generator seeded
 by the request (so a seeded request replays its draws whatever shares its batch).
+
+Cost per token on SmolLM2's 49k vocabulary (one core, against a 13 ms decode step): argmax
+7 us; chain with temperature, top-k 40 and top-p 58 us; top-p alone (a sort of the whole
+vocabulary) 520 us; adding the repetition penalty about 250 us (llama.cpp looks every candidate
+up in its token counts; it warns of exactly that). A numpy reimplementation would save nothing
+worth its code.
 """
 
 import secrets
