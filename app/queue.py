@@ -90,8 +90,10 @@ def client() -> Celery:
     return _client
 
 
-def enqueue(task: TaskName, *args: Any) -> str:
-    result = client().send_task(task.value, args=list(args))
+def enqueue(task: TaskName, *args: Any, queue: str | None = None) -> str:
+    """Send `task`; `queue` overrides its route (a multi-process run's placement)."""
+    options = {"queue": queue} if queue else {}
+    result = client().send_task(task.value, args=list(args), **options)
     return str(result.id)
 
 
@@ -107,6 +109,7 @@ def enqueue_or_fail(
     row: Queued,
     task: TaskName,
     fail: Callable[[Any, int, str, str], object],
+    queue: str | None = None,
 ) -> None:
     """Send `task` for `row` (already committed as queued) and record its task id.
 
@@ -117,7 +120,7 @@ def enqueue_or_fail(
     from app.error_codes import TaskError
 
     try:
-        row.task_id = enqueue(task, row.id)
+        row.task_id = enqueue(task, row.id, queue=queue)
         session.commit()
     except Exception as exc:
         logger.warning("could not queue %s for row %s: %s", task.value, row.id, exc)

@@ -82,6 +82,13 @@ class TrainingConfig(BaseModel):
     # (bench/bench_train.py measures both), so bigger batches and longer rows fit.
     gradient_checkpointing: bool = True
     chat_template: str | None = None
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes (GPUs) for one run; more than 1 launches torchrun (DDP) on one "
+        "worker that has that many (app.services.placement).",
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> TrainingConfig:

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -38,7 +39,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
 REQUIRED_SERVICES = {"postgres", "redis", "migrate", "web", "worker-train", "worker"}
-ONE_SHOT = {"migrate"}
+ONE_SHOT = {"migrate", "minio-bucket"}
 TUNELAB_SERVICES = {"migrate", "web", "worker-train", "worker"}
 APP_SERVICES = {"web", "worker-train", "worker"}  # long-running Tunelab processes
 DATA_VOLUME = "tunelab-data"
@@ -196,6 +197,17 @@ def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -
             f"{name} has no healthcheck"
         )
         assert not service["healthcheck"].get("disable"), name
+
+
+def test_every_long_running_service_comes_back_after_it_dies(compose: dict[str, Any]) -> None:
+    """A worker killed (OOM, a crash) or a Redis that exits is started again by Docker, and so
+    after a reboot; `docker compose stop` still stops them. The one-shot migration is not."""
+    for name, service in compose["services"].items():
+        policy = str(service.get("restart", "no"))
+        if name in ONE_SHOT:
+            assert policy == "no", f"{name} runs once"
+        else:
+            assert policy in ("unless-stopped", "always"), f"{name}: restart is {policy!r}"
 
 
 def test_services_start_in_order(compose: dict[str, Any]) -> None:
@@ -431,3 +443,132 @@ def test_the_web_healthcheck_against_a_running_web(
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
     assert run_healthcheck(argv, timeout=20) != 0  # nothing listening: unhealthy
+
+
+# --- profiles: an S3-compatible store, and a worker-only machine ------------------------------
+
+# What a team writes in .env to use the `s3` profile's MinIO (docs/deployment.md).
+S3_ENV = {
+    **COMPOSE_ENV,
+    "TUNELAB_ARTIFACTS_URL": "s3://tunelab/artifacts",
+    "TUNELAB_ARTIFACTS_ENDPOINT": "http://minio:9000",
+    "TUNELAB_ARTIFACTS_KEY_ID": "tunelab",
+    "TUNELAB_ARTIFACTS_SECRET": "a-long-secret",
+}
+
+
+def settings_of(
+    service: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The Settings a service's container would read, after Compose's substitution."""
+    for key in list(os.environ):
+        if key.startswith("TUNELAB_"):
+            monkeypatch.delenv(key)
+    for key, value in environment(service).items():
+        monkeypatch.setenv(key, interpolate(value, env))
+    return Settings(_env_file=None)
+
+
+def test_only_the_optional_services_have_profiles(compose: dict[str, Any]) -> None:
+    """`docker compose up` on the main host starts everything it needs and nothing more."""
+    profiled = {n: s["profiles"] for n, s in compose["services"].items() if s.get("profiles")}
+    assert profiled == {
+        "minio": ["s3"],
+        "minio-bucket": ["s3"],
+        "worker-remote": ["worker-only"],
+    }
+    # A dependency on a profiled service must be optional, or the default start would fail.
+    for name, service in compose["services"].items():
+        for dep, spec in (service.get("depends_on") or {}).items():
+            if compose["services"][dep].get("profiles") and not service.get("profiles"):
+                assert spec.get("required") is False, f"{name} needs {dep} without its profile"
+
+
+def test_the_s3_profile_serves_the_store_the_settings_name(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose["services"]
+    settings = settings_of(services["web"], S3_ENV, monkeypatch)
+    assert settings.artifacts_url == S3_ENV["TUNELAB_ARTIFACTS_URL"]
+    assert settings.artifacts_endpoint == "http://minio:9000"
+    minio = {k: interpolate(v, S3_ENV) for k, v in environment(services["minio"]).items()}
+    # MinIO's root key pair is the one Tunelab signs its requests with.
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == (
+        settings.artifacts_key_id,
+        settings.artifacts_secret,
+    )
+    assert volume_mounts(services["minio"]).get("/data") == "minio-data"
+    assert "minio-data" in compose["volumes"]
+    endpoint = urlsplit(settings.artifacts_endpoint)
+    assert endpoint.hostname == "minio" and any(  # published for the other machines too
+        str(p).split(":")[-1] == str(endpoint.port) for p in services["minio"]["ports"]
+    )
+    # The web and workers wait for the bucket when the profile is on.
+    for name in APP_SERVICES:
+        assert depends_on(services[name])["minio-bucket"] == "service_completed_successfully"
+    # Without the profile the store stays the data directory.
+    assert settings_of(services["web"], COMPOSE_ENV, monkeypatch).artifacts_url == ""
+
+
+def run_bucket_script(compose: dict[str, Any], env: dict[str, str], tmp_path: Path) -> tuple:
+    """minio-bucket's entrypoint in a real shell, with a stand-in `mc` that records its
+    arguments: the MinIO client ships only in its Docker image, which is not here."""
+    service = compose["services"]["minio-bucket"]
+    argv = [a.replace("$$", "$") for a in service["entrypoint"]]  # Compose's escaping
+    record = tmp_path / "mc.calls"
+    fake = tmp_path / "bin" / "mc"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {record}\n')
+    fake.chmod(0o755)
+    container_env = {k: interpolate(v, env) for k, v in environment(service).items()}
+    result = subprocess.run(
+        argv,
+        env={"PATH": f"{fake.parent}:/usr/bin:/bin", **container_env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    calls = record.read_text().splitlines() if record.exists() else []
+    return result, calls
+
+
+def test_the_bucket_is_made_from_the_artifacts_url(compose: dict[str, Any], tmp_path: Path) -> None:
+    result, calls = run_bucket_script(compose, S3_ENV, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        "alias set store http://minio:9000 tunelab a-long-secret",
+        "mb --ignore-existing store/tunelab",
+    ]
+    # The profile on but no URL set: it says what is missing, and the app services do not start.
+    result, calls = run_bucket_script(
+        compose, {**S3_ENV, "TUNELAB_ARTIFACTS_URL": ""}, tmp_path / "empty"
+    )
+    assert result.returncode == 1 and "TUNELAB_ARTIFACTS_URL=s3://" in result.stdout
+    assert calls == []
+
+
+def test_the_worker_only_profile_joins_the_main_host(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote = compose["services"]["worker-remote"]
+    # Nothing of the main host's stack starts with it: no database, Redis or migration here.
+    assert not remote.get("depends_on")
+    args = parse_tunelab(command(remote))
+    assert args.command == "worker" and worker_queues(args) == ["train", "eval"]
+    assert healthcheck_argv(remote) == healthcheck_argv(compose["services"]["worker-train"])
+    devices = remote["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert volume_mounts(remote).get(DATA_DIR) == DATA_VOLUME  # its local cache
+
+    settings = settings_of(remote, {**S3_ENV, "MAIN_HOST": "10.0.0.5"}, monkeypatch)
+    db, broker = make_url(settings.sqlalchemy_url), make_url(settings.broker_url)
+    assert (db.host, db.port, db.database) == ("10.0.0.5", 5432, "tunelab")
+    assert db.password == COMPOSE_ENV["POSTGRES_PASSWORD"]
+    assert (broker.host, broker.port) == ("10.0.0.5", 6379)
+    # Everything else is the main host's: the same store, accounts and data dir.
+    own = ("TUNELAB_DATABASE_URL", "TUNELAB_REDIS_URL")
+    shared = {k: v for k, v in compose["x-tunelab-env"].items() if k not in own}
+    assert {k: environment(remote)[k] for k in shared} == {k: str(v) for k, v in shared.items()}
+    assert settings.artifacts_url == S3_ENV["TUNELAB_ARTIFACTS_URL"]
+    with pytest.raises(KeyError):  # the database password is required here too
+        interpolate(environment(remote)["TUNELAB_DATABASE_URL"], env={"MAIN_HOST": "x"})

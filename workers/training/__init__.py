@@ -7,7 +7,9 @@
 Modules: loop (train), data (tokenized examples, length-grouped batches), loss (selective
 cross-entropy), step (one optimizer step, evaluation), build (LoRA model, optimizer, schedule),
 precision (device/dtype choices, QLoRA), checkpoint, best (keep_best, early stopping), reporter
-(the progress contract), errors, memory, result, cli.
+(the progress contract), errors, memory, result, cli; for one run in several processes, launch
+(train_with_torchrun) and group (DDP, sharding, stop agreement); torchrun's entry,
+workers/train_rank.py, talks to Redis for a job's rank 0, so it lives outside this package.
 """
 
 from workers.training.errors import EmptyDataset, TrainingError, TrainingOOM

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
+from workers.disk import staged_dir
 from workers.training.checkpoint import RunState
 
 BEST_DIR = "best"
@@ -51,14 +51,10 @@ def patience_spent(state: RunState, patience: int) -> bool:
 def save_best(out_dir: Path, model: Any, state: RunState) -> Path:
     """Write the model's adapter as the best one (the step and loss in state)."""
     final = out_dir / BEST_DIR
-    tmp = out_dir / f".{BEST_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter")
-    marker = {"step": state.best_step, "eval_loss": state.best_eval_loss}
-    (tmp / "state.json").write_text(json.dumps(marker), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with staged_dir(final) as tmp:
+        model.save_pretrained(tmp / "adapter")
+        marker = {"step": state.best_step, "eval_loss": state.best_eval_loss}
+        (tmp / "state.json").write_text(json.dumps(marker), encoding="utf-8")
     return final / "adapter"
 
 

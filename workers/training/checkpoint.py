@@ -8,8 +8,9 @@ Layout of one checkpoint:
   rng.pt            Python, torch CPU and CUDA generator states (LoRA dropout draws from them)
   state.json        step, epoch, next window in the epoch's batch plan, counters, config
 
-A checkpoint is written into a hidden temp folder and renamed into place, so a crash never
-leaves a half-written step-N behind; only the newest KEEP_LAST are kept.
+A checkpoint is written into a hidden temp folder and renamed into place (workers/disk.py), so a
+crash never leaves a half-written step-N behind, and a full disk leaves nothing of it at all;
+only the newest KEEP_LAST are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from peft import set_peft_model_state_dict
 from safetensors.torch import load_file
 
 from app.error_codes import JobError
+from workers.disk import staged_dir
 from workers.training.errors import UnsupportedSetting
 
 KEEP_LAST = 2
@@ -80,22 +82,20 @@ def save_checkpoint(
     state: RunState,
     scaler: torch.amp.GradScaler | None = None,
 ) -> Path:
+    """Write step-N; DiskFull (workers/disk.py) when the disk fills up, with nothing of it left
+    behind and the earlier checkpoints intact, so the run can resume once space is freed."""
     root = out_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{_PREFIX}{state.step}"
-    tmp = root / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    model.save_pretrained(tmp / "adapter")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(_rng_state(), tmp / "rng.pt")
-    if scaler is not None:
-        torch.save(scaler.state_dict(), tmp / "scaler.pt")
-    (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
-    if final.exists():  # same step written again (e.g. "stop" right after a checkpoint)
-        shutil.rmtree(final)
-    tmp.rename(final)
+    # The same step may be written again (e.g. "stop" right after a checkpoint): replaced.
+    with staged_dir(final) as tmp:
+        model.save_pretrained(tmp / "adapter")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(_rng_state(), tmp / "rng.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
     for old in checkpoint_dirs(out_dir)[:-KEEP_LAST]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -21,6 +21,7 @@ from typing import Any
 from app.schemas.training import TrainingConfig
 from workers.ml.errors import ModelLoadError
 from workers.training.errors import TrainingError
+from workers.training.launch import train_with_torchrun
 from workers.training.loop import train
 from workers.training.result import TrainResult
 
@@ -46,6 +47,9 @@ class StdoutReporter:
 
     def log(self, message: str) -> None:
         _say(message)
+
+    def checkpoint(self, path: Path) -> None:
+        pass  # "checkpoint saved: ..." is logged already
 
     def end(self, result: TrainResult) -> None:
         _say(json.dumps(result.as_dict(), indent=1, default=str))
@@ -86,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     config = TrainingConfig.model_validate_json(args.config.read_text(encoding="utf-8"))
+    # Several processes: the same loop in each, through torchrun (workers/training/launch.py).
+    run = train_with_torchrun if config.processes > 1 else train
     try:
-        result = train(
+        result = run(
             config,
             args.base_model,
             args.data_dir,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from app.schemas.training import Method, TrainingConfig
+from workers.disk import staged_dir
 from workers.ml.device import pick_device
 from workers.ml.loading import load_model, resolve_source
 from workers.training.best import best_adapter, observe, patience_spent, save_best
@@ -38,6 +39,7 @@ from workers.training.data import (
     padding_fraction,
 )
 from workers.training.errors import out_of_memory_as_training_error
+from workers.training.group import join_group, wrap_ddp
 from workers.training.loss import full_logits_loss_sum, masked_loss_sum, reference_loss_matches
 from workers.training.memory import peak_accelerator_bytes, peak_rss_bytes
 from workers.training.precision import (
@@ -46,7 +48,7 @@ from workers.training.precision import (
     load_quantized,
     plan_precision,
 )
-from workers.training.reporter import Reporter, ShouldStop
+from workers.training.reporter import NullReporter, Reporter, ShouldStop, never_stop
 from workers.training.result import TrainResult, versions
 from workers.training.step import StepContext, autocast, evaluate, iterate_windows, run_window
 
@@ -85,6 +87,17 @@ def train(
 
     # --- device and precision: fail fast on what this machine cannot do ---
     target = pick_device(device)
+    # Under torchrun (WORLD_SIZE > 1) this process is one rank of a group (group.py): only rank
+    # 0 reports, reads the stop flag and writes checkpoints and the adapter; every rank trains.
+    group = join_group(target)
+    main = group is None or group.is_main
+    world = group.world if group is not None else 1
+    if group is not None:
+        target = group.device
+        if not main:
+            reporter, should_stop = NullReporter(), never_stop
+    elif config.processes > 1:
+        reporter.log(f"one process only: `processes`={config.processes} needs train_with_torchrun")
     check_method(config, target)
     plan = plan_precision(config, target)
     random.seed(config.seed)
@@ -110,7 +123,8 @@ def train(
         overlength=config.overlength.value,
     )
     lengths = [len(e) for e in train_set]
-    sampler = LengthGroupedBatches(lengths, config.batch_size, config.seed)
+    # The group's batches (batch_size x processes); each rank trains its shard of each one.
+    sampler = LengthGroupedBatches(lengths, config.batch_size * world, config.seed)
     val_plan = eval_batches(val_set, config.batch_size)
     per_epoch = steps_per_epoch(len(sampler), config.gradient_accumulation)
     n_steps = total_steps(config, per_epoch)
@@ -134,9 +148,10 @@ def train(
     scheduler = build_scheduler(optimizer, config, n_steps)
     scaler = torch.amp.GradScaler(target.type) if plan.grad_scaler else None
     loss_fn = masked_loss_sum if selective else full_logits_loss_sum
+    ddp = wrap_ddp(causal_lm, loss_fn, plan.compute_dtype, group) if group is not None else None
     ctx = StepContext(
         causal_lm, loss_fn, pad_id, target, plan, params, optimizer, scheduler, scaler,
-        config.max_grad_norm,
+        config.max_grad_norm, group, ddp,
     )  # fmt: skip
     state = RunState(config=config.model_dump(mode="json"))
     if resume_from is not None:
@@ -145,14 +160,17 @@ def train(
             reporter.log("resuming with a configuration that differs from the checkpoint's")
     prior_elapsed, resumed_from = state.elapsed_s, state.step
 
-    def checkpoint() -> Path:
+    def checkpoint() -> Path | None:
+        if not main:  # the ranks' weights and optimizer states are the same: rank 0 saves
+            return None
         path = save_checkpoint(out_dir, peft_model, optimizer, scheduler, state, scaler)
         reporter.log(f"checkpoint saved: {path}")
+        reporter.checkpoint(path)
         return path
 
     def record_eval(loss: float | None) -> None:
         """Track the best eval loss and patience; keep the best adapter on disk (best.py)."""
-        if observe(state, loss, config.early_stopping_min_delta) and config.keep_best:
+        if observe(state, loss, config.early_stopping_min_delta) and config.keep_best and main:
             save_best(out_dir, peft_model, state)
 
     info: dict[str, Any] = {
@@ -171,6 +189,7 @@ def train(
         "resumed_from_step": resumed_from,
         "initialized_from": str(init_adapter) if init_adapter is not None else None,
         "threads": torch.get_num_threads(),
+        "processes": world,
     }
     reporter.start(n_steps, info)
     _log_overlength(reporter, data_stats, config)
@@ -190,6 +209,8 @@ def train(
             if state.step >= n_steps:
                 break
             began = time.perf_counter()
+            if group is not None:
+                group.reseed(config.seed, state.step)
             outcome = run_window(ctx, train_set, window)
             step_times.append(time.perf_counter() - began)
             state.step += 1
@@ -229,6 +250,8 @@ def train(
                 saved_step = state.step
 
             request = should_stop()
+            if group is not None:  # rank 0's answer, so the whole group ends at this step
+                request = group.agree(request)
             if request in ("stop", "cancel"):
                 status = "stopped" if request == "stop" else "cancelled"
                 if request == "stop" and config.keep_best and evaluated_step != state.step:
@@ -254,18 +277,22 @@ def train(
     # --- save the adapter (PEFT format) unless cancelled: the best one, or the last ---
     adapter_path: Path | None = None
     adapter_step: int | None = None
-    if status != "cancelled":
+    if status != "cancelled" and main:
         adapter_path = out_dir / "adapter"
         best = best_adapter(out_dir, state) if config.keep_best else None
-        if best is not None and state.best_step != state.step:
-            shutil.rmtree(adapter_path, ignore_errors=True)
-            shutil.copytree(best, adapter_path)
-            adapter_step = state.best_step
-        else:
-            if config.keep_best and state.best_step not in (None, state.step):
-                reporter.log(f"the best adapter (step {state.best_step}) is gone: keeping the last")
-            peft_model.save_pretrained(adapter_path)
-            adapter_step = state.step
+        # Written aside and renamed into place: a full disk (DiskFull) leaves no half-written
+        # adapter that could become a version.
+        with staged_dir(adapter_path) as staged:
+            if best is not None and state.best_step != state.step:
+                shutil.copytree(best, staged, dirs_exist_ok=True)
+                adapter_step = state.best_step
+            else:
+                if config.keep_best and state.best_step not in (None, state.step):
+                    reporter.log(
+                        f"the best adapter (step {state.best_step}) is gone: keeping the last"
+                    )
+                peft_model.save_pretrained(staged)
+                adapter_step = state.step
         reporter.log(f"adapter saved: {adapter_path} (weights of step {adapter_step})")
     existing = checkpoint_dirs(out_dir)
     result = TrainResult(

@@ -35,6 +35,7 @@ and save no final adapter.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 StopRequest = Literal["stop", "cancel"] | None
@@ -61,6 +62,10 @@ class Reporter(Protocol):
 
     def log(self, message: str) -> None: ...
 
+    def checkpoint(self, path: Path) -> None:
+        """A complete checkpoint was saved at `path` (where a resume would start)."""
+        ...
+
     def end(self, result: Any) -> None: ...
 
 
@@ -80,6 +85,9 @@ class NullReporter:
     def log(self, message: str) -> None:
         pass
 
+    def checkpoint(self, path: Path) -> None:
+        pass
+
     def end(self, result: Any) -> None:
         pass
 
@@ -93,7 +101,8 @@ class ListReporter:
         self.events: list[dict[str, Any]] = []
         self.messages: list[str] = []
         self.result: Any = None
-        self.calls: list[str] = []  # "start", "metrics", "log", "end" in call order
+        self.checkpoints: list[Path] = []
+        self.calls: list[str] = []  # "start", "metrics", "log", "checkpoint", "end" in order
 
     def start(self, total_steps: int, info: dict[str, Any]) -> None:
         self.calls.append("start")
@@ -106,6 +115,10 @@ class ListReporter:
     def log(self, message: str) -> None:
         self.calls.append("log")
         self.messages.append(message)
+
+    def checkpoint(self, path: Path) -> None:
+        self.calls.append("checkpoint")
+        self.checkpoints.append(path)
 
     def end(self, result: Any) -> None:
         self.calls.append("end")

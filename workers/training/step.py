@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from workers.training.data import Example, LengthGroupedBatches, collate
+from workers.training.group import Group
 from workers.training.memory import trim_heap
 from workers.training.precision import PrecisionPlan
 
@@ -31,6 +32,11 @@ class StepContext:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
     max_grad_norm: float
+    # Under torchrun (workers/training/group.py): this rank's place in the group, and the
+    # DistributedDataParallel that runs model + loss so that backward all-reduces the gradients.
+    # The window's batches are then the group's batches; each rank trains its shard of them.
+    group: Group | None = None
+    ddp: nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -80,15 +86,28 @@ def run_window(
     window_targets = sum(examples[i].n_targets for batch in window for i in batch)
     tokens = sum(len(examples[i]) for batch in window for i in batch)
     lr = float(ctx.scheduler.get_last_lr()[0])
-    scaler, optimizer = ctx.scaler, ctx.optimizer
+    scaler, optimizer, group, ddp = ctx.scaler, ctx.optimizer, ctx.group, ctx.ddp
     total = 0.0
-    for indices in window:
+    for n, indices in enumerate(window):
+        weight = 1.0
+        if group is not None:
+            indices, weight = group.shard(indices)
         batch = _batch(examples, indices, ctx.pad_id, ctx.device)
-        with autocast(ctx.device, ctx.plan):
-            loss_sum, _ = ctx.loss_fn(ctx.model, batch, ctx.plan.compute_dtype)
-        loss = loss_sum / window_targets
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        total += float(loss.detach())
+        # DDP all-reduces the gradients in the backward of the window's last batch only.
+        sync = ddp.no_sync() if ddp is not None and n + 1 < len(window) else nullcontext()
+        with sync:
+            with autocast(ctx.device, ctx.plan):
+                if ddp is not None:
+                    loss_sum, _ = ddp(batch)
+                else:
+                    loss_sum, _ = ctx.loss_fn(ctx.model, batch, ctx.plan.compute_dtype)
+            loss = loss_sum / window_targets
+            total += float(loss.detach()) * weight
+            if group is not None:  # DDP averages over the ranks; the window's mean is a sum
+                loss = loss * (weight * group.world)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+    if group is not None:
+        (total,) = group.sum(total)  # each rank's share of the window's mean loss
     if scaler is not None:
         scaler.unscale_(optimizer)
     # max_grad_norm 0 means no clipping; the norm is still measured for the metrics.
@@ -116,6 +135,8 @@ def evaluate(
     model = ctx.model
     model.eval()  # no LoRA dropout
     total, count = 0.0, 0
+    if ctx.group is not None:  # each rank evaluates every N-th batch; the sums are added below
+        batches = batches[ctx.group.rank :: ctx.group.world]
     try:
         for indices in batches:
             batch = _batch(examples, indices, ctx.pad_id, ctx.device)
@@ -124,4 +145,6 @@ def evaluate(
             total, count = total + float(loss_sum), count + n
     finally:
         model.train()
+    if ctx.group is not None:
+        total, count = ctx.group.sum(total, count)
     return total / count if count else None
