@@ -37,6 +37,13 @@ class JobError(StrEnum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"  # path
     PARENT_VERSION_MISSING = "parent_version_missing"  # version
     PARENT_ADAPTER_MISMATCH = "parent_adapter_mismatch"  # path
+    # The training process died under the task (workers/lost_child.py): SIGKILL is what the
+    # kernel's OOM killer sends, so it gets the memory advice; anything else is reported as is.
+    KILLED = "killed"  # signal, signal_name, batch_size, max_length
+    PROCESS_DIED = "process_died"  # status ("signal 11 (SIGSEGV)", "exitcode 1")
+    # One process of a run with several (torchrun, workers/training/launch.py) failed with an
+    # error that has no code of its own; `reason` is its exception or how it died, in English.
+    RANK_FAILED = "rank_failed"  # rank, processes, reason
 
 
 class ModelError(StrEnum):
@@ -84,6 +91,7 @@ class EvalError(StrEnum):
     NO_TEST_ROWS = "no_test_rows"
     EVAL_WORKER_LOST = "eval_worker_lost"  # seconds
     EVAL_FAILED = "eval_failed"  # detail
+    EVAL_KILLED = "eval_killed"  # signal, signal_name
 
 
 class ExportError(StrEnum):
@@ -113,6 +121,9 @@ class TaskError(StrEnum):
     DATASET_GONE = "dataset_gone"
     ROW_NOT_FOUND = "row_not_found"  # row
     CHAT_FORMAT_FAILED = "chat_format_failed"  # detail
+    # Saving a checkpoint, an adapter or an export ran out of disk space (workers/disk.py);
+    # `free` is what the disk has once the partial files are removed ("1.2 GB"), never a path.
+    DISK_FULL = "disk_full"  # free
 
 
 _KEYS: dict[str, str] = {}

@@ -90,6 +90,10 @@ MESSAGES_EN: dict[str, str] = {
         "This row is identical to row {first_row} after normalization. Remove one copy so the "
         "model does not over-learn it."
     ),
+    "invalid_text": (
+        "The field '{field}' holds the escape {escape}, half of a character pair (an unpaired "
+        "surrogate), which is not text. Write the whole character or remove the escape."
+    ),
 }
 
 # Severity is a property of the code, not of the occurrence, so the UI can filter by code.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +128,9 @@ def guess_delimiter(header_line: str, filename: str | None = None) -> str:
 
 def _looks_like_csv(head: str) -> bool:
     """A header line with two or more non-empty column names."""
-    first_line = head.lstrip("\r\n").split("\n", 1)[0]
+    # Cut at "\r" too: the csv module refuses a bare carriage return inside an unquoted field
+    # (csv.Error), and old Mac files end their lines with one.
+    first_line = re.split(r"[\r\n]", head.lstrip("\r\n"), maxsplit=1)[0]
     cells = next(csv.reader([first_line], delimiter=guess_delimiter(first_line)), [])
     return len(cells) >= 2 and all(c.strip() for c in cells)
 

@@ -13,6 +13,19 @@ from app.datasets.messages import SEVERITY, render
 from app.datasets.models import Container, Issue, Problem, Schema, Severity, ValidationReport
 
 
+def printable(value: Any) -> Any:
+    """`value` with half-characters (lone surrogates, from JSON `\\ud800` escapes) written as
+    escapes again: the file's own text (a role, a key, a column name) is quoted in messages,
+    and the report must still be UTF-8 to be saved and sent."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
+
+
 class ReportBuilder:
     """Counts every issue; keeps the first `max_issues` row-level ones plus all file-level ones."""
 
@@ -29,14 +42,15 @@ class ReportBuilder:
         Returns the issue as a dict (for the dropped-rows file)."""
         code = problem.code
         severity = SEVERITY.get(code, Severity.error)
-        field = problem.field if field is None else field
+        field = printable(problem.field if field is None else field)
+        params = printable(problem.params)
         issue = {
             "row": row,
             "field": field,
             "code": code,
             "severity": severity.value,
-            "message": render(code, row, field, problem.params),
-            "params": problem.params,
+            "message": render(code, row, field, params),
+            "params": params,
         }
         self.counts[code] += 1
         if severity is Severity.warning:

@@ -71,3 +71,15 @@ def check_turns(turns: list[Turn], tool_chain: bool) -> list[Problem]:
         last = turns[-1]
         problems.append(Problem("last_turn_not_assistant", last[3], {"role": last[4]}))
     return problems
+
+
+def unpaired_surrogate(turns: list[Turn]) -> list[Problem]:
+    """The first turn holding half of a UTF-16 pair: JSON's `\\ud800` escape without its
+    partner parses, but is no character, so no UTF-8 file (or tokenizer) can take it."""
+    for turn in turns:
+        try:
+            turn[1].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            escape = f"\\u{ord(turn[1][exc.start]):04x}"
+            return [Problem("invalid_text", turn[3], {"escape": escape})]
+    return []

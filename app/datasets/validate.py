@@ -19,6 +19,7 @@ from app.datasets.models import Container, Problem, RawRow, Schema, ValidationRe
 from app.datasets.probe import detect_container, probe_file
 from app.datasets.report import ReportBuilder
 from app.datasets.schemas import CONVERTERS, EXPECTED_KEYS, classify, detect_schema, json_type
+from app.datasets.turns import unpaired_surrogate
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _WRITE_BUFFER = 1 << 20
@@ -93,7 +94,11 @@ class _Run:
             self._drop(item, problems)
             return
         messages = [{"role": t[0], "content": t[1]} for t in turns]
-        line = _ENCODE({"messages": messages}).encode() + b"\n"
+        try:
+            line = _ENCODE({"messages": messages}).encode() + b"\n"
+        except UnicodeEncodeError:  # rare, so looked for only when encoding fails
+            self._drop(item, unpaired_surrogate(turns))
+            return
         first = self.seen.setdefault(blake2b(line, digest_size=16).digest(), item.row)
         if first != item.row:
             report.add(item.row, Problem("duplicate_row", None, {"first_row": first}))
@@ -119,7 +124,11 @@ class _Run:
             issue = self.report.add(row, problem, _rename(problem.field, self.alias))
             errors.append({k: issue[k] for k in ("code", "field", "message", "params")})
         record = {"row": row, "errors": errors, "raw": item.raw}
-        self.dropped.write(_ENCODE(record).encode() + b"\n")
+        try:
+            line = _ENCODE(record).encode()
+        except UnicodeEncodeError:  # half a character pair in `raw`: keep it an escape (ASCII)
+            line = json.dumps(record, separators=(",", ":")).encode()
+        self.dropped.write(line + b"\n")
 
 
 def _rows(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.common import UtcDateTime
 
 
 class DatasetPublic(BaseModel):
@@ -26,7 +27,7 @@ class DatasetPublic(BaseModel):
     stats_status: str
     stats: dict[str, Any] | None
     stats_error: str | None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class DatasetsPublic(BaseModel):

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.common import ROW_ID_MAX, RowId, UtcDateTime
 
 
 class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    project_id: int
+    project_id: RowId
     # The test set: a dataset of the project, or a training job's validation split.
-    dataset_id: int | None = None
-    job_id: int | None = None
+    dataset_id: RowId | None = None
+    job_id: RowId | None = None
     # "base", "v1", ...; default: the base model and every version.
     versions: list[str] | None = Field(default=None, max_length=32)
     max_new_tokens: int = 256
@@ -47,9 +48,9 @@ class EvaluationPublic(BaseModel):
     error_code: str | None
     error_params: dict[str, Any] | None
     error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
 
 
 class EvaluationsPublic(BaseModel):
@@ -63,7 +64,7 @@ class ReviewVote(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    position: int = Field(ge=0)
+    position: int = Field(ge=0, le=ROW_ID_MAX)  # an INTEGER column: larger was a 500
     left: str
     right: str
     choice: Literal["left", "right", "tie"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from app.schemas.common import UtcDateTime
 
 
 class ExportCreate(BaseModel):
@@ -25,7 +26,7 @@ class ExportPublic(BaseModel):
     error_params: dict[str, Any] | None = None
     error: str | None = None
     download_url: str | None = None
-    finished_at: datetime | None = None
+    finished_at: UtcDateTime | None = None
 
 
 class ExportsPublic(BaseModel):

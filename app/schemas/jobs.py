@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from app.schemas.common import RowId, UtcDateTime
 from app.schemas.no_paths import without_paths
 
 
 class JobCreate(BaseModel):
-    dataset_id: int
+    dataset_id: RowId
     # Another dataset of the project to validate on, instead of a val_percent split.
-    val_dataset_id: int | None = None
+    val_dataset_id: RowId | None = None
     config: dict[str, Any] = {}
     preset: str | None = None
     # A version number of the project (2 for v2) whose adapter the run starts from; None: the
     # base model. The version's rank, alpha and target modules replace the config's.
-    continue_from: int | None = None
+    continue_from: RowId | None = None
 
 
 class JobClone(BaseModel):
     config: dict[str, Any] = {}
-    dataset_id: int | None = None
-    val_dataset_id: int | None = None
+    dataset_id: RowId | None = None
+    val_dataset_id: RowId | None = None
     # Left out: the cloned job's starting version; null: the base model.
-    continue_from: int | None = None
+    continue_from: RowId | None = None
 
 
 class JobPublic(BaseModel):
@@ -58,9 +58,9 @@ class JobPublic(BaseModel):
     # The version (its id) the run continues from; None: the base model.
     parent_version_id: int | None = None
     queue_position: int | None = None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
 
     @field_validator("result")
     @classmethod
@@ -90,7 +90,7 @@ class VersionPublic(BaseModel):
     stopped_early: bool
     # The version (its id) this one continued from; None: trained from the base model.
     parent_id: int | None = None
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class VersionsPublic(BaseModel):

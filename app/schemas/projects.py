@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.common import UtcDateTime
 
 
 class ProjectCreate(BaseModel):
@@ -32,8 +32,8 @@ class ProjectPublic(BaseModel):
     base_model: str
     chat_template: str | None
     max_length: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class ProjectsPublic(BaseModel):

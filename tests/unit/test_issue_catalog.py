@@ -44,6 +44,7 @@ BAD_FILES: dict[str, str | bytes] = {
         '["Hi", "Hello"]',  # not_an_object
         _chat(("user", "Hi"), ("assistant", "Hello")),  # mixed_format
         {"prompt": "Hi", "completion": "Hello"},  # unknown_format
+        {"instruction": "Hi \ud83d", "output": "Hello"},  # invalid_text: a lone `\ud83d` escape
     ),
     "chat.jsonl": _jsonl(
         _chat(("user", "Hi"), ("assistant", "Hello")),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from app.models import ApiKey
+from app.schemas.common import RowId, UtcDateTime
 from app.services import api_keys
 from app.web.deps import CurrentUser, SessionDep
 
@@ -22,9 +21,9 @@ class ApiKeyPublic(BaseModel):
     id: int
     name: str
     prefix: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime | None
+    revoked_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -59,6 +58,6 @@ def create_key(body: ApiKeyCreate, session: SessionDep, user: CurrentUser) -> Ap
 
 
 @router.delete("/keys/{key_id}", status_code=204)
-def revoke_key(key_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def revoke_key(key_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     api_keys.revoke(session, user, key_id)
     return Response(status_code=204)

@@ -11,10 +11,17 @@ from pydantic import BaseModel
 
 from app.error_codes import describe
 from app.errors import NotFound
-from app.event_types import GENERATION_EVENTS, GenerationError, GenerationEvent, generation_ended
+from app.event_types import (
+    GENERATION_EVENTS,
+    ChatErrorCode,
+    GenerationError,
+    GenerationEvent,
+    generation_ended,
+)
 from app.models import ChatMessage
 from app.redis_keys import generation_stream_key
-from app.services import chat, generation
+from app.schemas.common import RowId
+from app.services import answer_readers, chat, generation, generation_liveness
 from app.web.deps import CurrentUser, ProjectDep, SessionDep, TranslatorDep
 from app.web.sse import EventStream, event_frame, event_stream_response, frame
 
@@ -31,9 +38,11 @@ def generation_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """`status` (loading / generating), `token` {text}, then `done` {stats} or `error` {code,
-    params, message, text}: `text` is the error in the reader's language. A client that goes
-    away cancels the generation, freeing the worker at the next token."""
+    params, message, text}: `text` is the error in the reader's language (`stream_lost` when
+    Redis went away mid-answer). A client that goes away and does not come back within
+    answer_readers.RESUME_GRACE_S (a web restart) cancels the generation, freeing the worker."""
     generation.check_owner(request_id, user)
+    answer_readers.attach(request_id)  # a reader back after a web restart: keep the answer going
     session.close()  # nothing more to read: give the connection back before streaming
 
     def encode(event_id: str, event: GenerationEvent) -> str:
@@ -50,9 +59,12 @@ def generation_events(
         is_end=generation_ended,
         last_event_id=last_event_id,
         idle_limit_s=generation.IDLE_LIMIT_S,
-        on_abandon=lambda: generation.cancel(request_id),
+        on_abandon=lambda: answer_readers.abandon(request_id),
+        on_idle=lambda: generation_liveness.watch(request_id),
     )
-    return event_stream_response(stream, retry_ms=1000, encode=encode)
+    # Redis gone or restarted mid-answer: the stream is lost with it; say so, do not hang.
+    lost = encode("", GenerationError.of(ChatErrorCode.STREAM_LOST))
+    return event_stream_response(stream, retry_ms=1000, encode=encode, lost=lost)
 
 
 @router.post("/generations/{request_id}/cancel", status_code=202)
@@ -63,7 +75,7 @@ def cancel_generation(request_id: str, user: CurrentUser) -> dict[str, str]:
 
 
 class VoteIn(BaseModel):
-    message_id: int
+    message_id: RowId
     winner: str  # a model label of the pair ("base", "v2") or "tie"
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from app import datasets as validation
 from app.datasets.csvfile import FIELDS as MAPPABLE_FIELDS
 from app.errors import FieldError, InvalidInput, NotFound
+from app.schemas.common import RowId
 from app.schemas.datasets import DatasetPublic, DatasetsPublic, DatasetUpdate, RowsPublic
 from app.services import datasets as service
 from app.services import template_preview, text_limits, uploads, worker_results
@@ -45,6 +46,8 @@ def parse_options(
             mapping = json.loads(column_map)
             if not isinstance(mapping, dict) or set(mapping) - set(MAPPABLE_FIELDS):
                 raise ValueError
+            if not all(isinstance(column, str) for column in mapping.values()):
+                raise ValueError  # a column is named by a string (a list was a 500)
         except ValueError:
             errors.append(
                 FieldError(
@@ -157,13 +160,13 @@ def discard_upload(token: str, project: ProjectDep, settings: SettingsDep) -> Re
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(dataset_id: int, session: SessionDep, user: CurrentUser) -> DatasetPublic:
+def get_dataset(dataset_id: RowId, session: SessionDep, user: CurrentUser) -> DatasetPublic:
     return DatasetPublic.model_validate(service.get_dataset(session, user, dataset_id))
 
 
 @router.patch("/datasets/{dataset_id}", response_model=DatasetPublic)
 def update_dataset(
-    dataset_id: int, body: DatasetUpdate, session: SessionDep, user: CurrentUser
+    dataset_id: RowId, body: DatasetUpdate, session: SessionDep, user: CurrentUser
 ) -> DatasetPublic:
     dataset = service.get_dataset(session, user, dataset_id)
     if body.name is not None:
@@ -176,7 +179,7 @@ def update_dataset(
 
 @router.delete("/datasets/{dataset_id}", status_code=204)
 def delete_dataset(
-    dataset_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    dataset_id: RowId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     service.delete_dataset(session, service.get_dataset(session, user, dataset_id), settings.paths)
     return Response(status_code=204)
@@ -184,7 +187,7 @@ def delete_dataset(
 
 @router.get("/datasets/{dataset_id}/rows", response_model=RowsPublic)
 def dataset_rows(
-    dataset_id: int,
+    dataset_id: RowId,
     session: SessionDep,
     user: CurrentUser,
     settings: SettingsDep,
@@ -199,7 +202,7 @@ def dataset_rows(
 
 @router.get("/datasets/{dataset_id}/files/{kind}")
 def dataset_download(
-    dataset_id: int, kind: str, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    dataset_id: RowId, kind: str, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> FileResponse:
     """original | normalized | dropped | report"""
     dataset = service.get_dataset(session, user, dataset_id)
@@ -215,7 +218,7 @@ def dataset_download(
 
 
 @router.post("/datasets/{dataset_id}/analyze", status_code=202, response_model=DatasetPublic)
-def analyze_dataset(dataset_id: int, session: SessionDep, user: CurrentUser) -> DatasetPublic:
+def analyze_dataset(dataset_id: RowId, session: SessionDep, user: CurrentUser) -> DatasetPublic:
     dataset = service.get_dataset(session, user, dataset_id)
     service.request_stats(session, dataset)
     return DatasetPublic.model_validate(dataset)
@@ -227,7 +230,7 @@ class PreviewRequest(BaseModel):
 
 @router.post("/datasets/{dataset_id}/preview", status_code=202)
 def request_preview(
-    dataset_id: int, body: PreviewRequest, session: SessionDep, user: CurrentUser
+    dataset_id: RowId, body: PreviewRequest, session: SessionDep, user: CurrentUser
 ) -> dict[str, str]:
     """Render a row through the project's tokenizer and chat template on a worker."""
     dataset = service.get_dataset(session, user, dataset_id)

@@ -12,6 +12,7 @@ from app.event_types import EVALUATION_EVENTS, evaluation_stream_ended
 from app.models import Evaluation
 from app.models.job import TERMINAL
 from app.redis_keys import evaluation_stream_key
+from app.schemas.common import RowId
 from app.schemas.evaluations import (
     EvaluationCreate,
     EvaluationPublic,
@@ -74,13 +75,15 @@ def list_evaluations(project: ProjectDep, session: SessionDep) -> EvaluationsPub
 
 
 @router.get("/evaluations/{evaluation_id}", response_model=EvaluationPublic)
-def get_evaluation(evaluation_id: int, session: SessionDep, user: CurrentUser) -> EvaluationPublic:
+def get_evaluation(
+    evaluation_id: RowId, session: SessionDep, user: CurrentUser
+) -> EvaluationPublic:
     return evaluation_public(service.get_evaluation(session, user, evaluation_id))
 
 
 @router.get("/evaluations/{evaluation_id}/examples", response_model=None)
 def evaluation_examples(
-    evaluation_id: int,
+    evaluation_id: RowId,
     session: SessionDep,
     user: CurrentUser,
     format: Literal["json", "csv", "jsonl"] = "json",
@@ -108,7 +111,7 @@ def evaluation_examples(
 
 @router.get("/evaluations/{evaluation_id}/events")
 def evaluation_events(
-    evaluation_id: int,
+    evaluation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -131,20 +134,20 @@ def evaluation_events(
 
 @router.post("/evaluations/{evaluation_id}/cancel", response_model=EvaluationPublic)
 def cancel_evaluation(
-    evaluation_id: int, session: SessionDep, user: CurrentUser
+    evaluation_id: RowId, session: SessionDep, user: CurrentUser
 ) -> EvaluationPublic:
     evaluation = service.get_evaluation(session, user, evaluation_id)
     return evaluation_public(service.request_cancel(session, evaluation))
 
 
 @router.delete("/evaluations/{evaluation_id}", status_code=204)
-def delete_evaluation(evaluation_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def delete_evaluation(evaluation_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     service.delete_evaluation(session, service.get_evaluation(session, user, evaluation_id))
     return Response(status_code=204)
 
 
 @router.get("/evaluations/{evaluation_id}/review/next")
-def next_review(evaluation_id: int, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+def next_review(evaluation_id: RowId, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The next blind pair: one prompt, two versions' answers in random order, no labels
     shown to people (`left`/`right` are what the vote sends back). `done` when every pair of
     every example has a vote."""
@@ -154,7 +157,7 @@ def next_review(evaluation_id: int, session: SessionDep, user: CurrentUser) -> d
 
 @router.post("/evaluations/{evaluation_id}/review", status_code=201)
 def vote(
-    evaluation_id: int, body: ReviewVote, session: SessionDep, user: CurrentUser
+    evaluation_id: RowId, body: ReviewVote, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     evaluation = service.get_evaluation(session, user, evaluation_id)
     reviews.record_vote(session, evaluation, body)
@@ -162,7 +165,7 @@ def vote(
 
 
 @router.get("/evaluations/{evaluation_id}/review")
-def review_tally(evaluation_id: int, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+def review_tally(evaluation_id: RowId, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """Win rates and mean scores per pair of this evaluation's blind review."""
     evaluation = service.get_evaluation(session, user, evaluation_id)
     return {"tally": reviews.tally(session, evaluation)}

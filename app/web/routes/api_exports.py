@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from app.errors import NotFound
 from app.models import Export, ModelVersion, Project
+from app.schemas.common import RowId
 from app.schemas.exports import ExportCreate, ExportPublic, ExportsPublic
 from app.services import exports as service
 from app.web.deps import CurrentUser, SessionDep
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api", tags=["exports"])
 def export_public(version: ModelVersion, fmt: str, export: Export | None) -> ExportPublic:
     if export is None:
         return ExportPublic(format=fmt, status="none")
-    ready = service.path_of(export) is not None
+    ready = service.is_ready(export)
     return ExportPublic(
         format=fmt,
         status=export.status,
@@ -45,14 +46,18 @@ def exports_public(version: ModelVersion, project: Project, rows: dict) -> Expor
 
 
 @router.get("/versions/{version_id}/exports", response_model=ExportsPublic)
-def list_exports(version_id: int, session: SessionDep, user: CurrentUser) -> ExportsPublic:
+def list_exports(version_id: RowId, session: SessionDep, user: CurrentUser) -> ExportsPublic:
     version, project = service.get_version(session, user, version_id)
     return exports_public(version, project, service.list_exports(session, version))
 
 
 @router.post("/versions/{version_id}/exports", response_model=ExportPublic)
 def create_export(
-    version_id: int, body: ExportCreate, response: Response, session: SessionDep, user: CurrentUser
+    version_id: RowId,
+    body: ExportCreate,
+    response: Response,
+    session: SessionDep,
+    user: CurrentUser,
 ) -> ExportPublic:
     """202 when a new export was queued; 200 with the cached (or running) one otherwise."""
     version, _ = service.get_version(session, user, version_id)
@@ -63,7 +68,7 @@ def create_export(
 
 @router.get("/versions/{version_id}/download")
 def download(
-    version_id: int,
+    version_id: RowId,
     session: SessionDep,
     user: CurrentUser,
     format: Annotated[str, Query(max_length=32)],
@@ -75,8 +80,8 @@ def download(
     version, project = service.get_version(session, user, version_id)
     export, path = service.ready_file(session, version, format)
     if part == "modelfile":
-        modelfile = path.with_suffix(".Modelfile")
-        if not modelfile.is_file():
+        modelfile = service.path_of(export, ".Modelfile")
+        if modelfile is None:
             raise NotFound("errors.export_no_modelfile", format=format)
         return FileResponse(modelfile, media_type="text/plain; charset=utf-8", filename="Modelfile")
     media = "application/octet-stream" if path.suffix == ".gguf" else "application/zip"

@@ -12,6 +12,7 @@ from app.event_types import JOB_EVENTS, job_stream_ended
 from app.models import ModelVersion, TrainingJob
 from app.models.job import TERMINAL
 from app.redis_keys import job_stream_key
+from app.schemas.common import RowId
 from app.schemas.jobs import (
     JobClone,
     JobCreate,
@@ -59,36 +60,36 @@ def list_jobs(project: ProjectDep, session: SessionDep) -> JobsPublic:
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-def get_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+def get_job(job_id: RowId, session: SessionDep, user: CurrentUser) -> JobPublic:
     return job_public(session, service.get_job(session, user, job_id))
 
 
 @router.get("/jobs/{job_id}/metrics")
-def job_metrics(job_id: int, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+def job_metrics(job_id: RowId, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     job = service.get_job(session, user, job_id)
     return {"job_id": job.id, "data": service.metric_history(session, job.id)}
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+def cancel_job(job_id: RowId, session: SessionDep, user: CurrentUser) -> JobPublic:
     job = service.request_stop(session, service.get_job(session, user, job_id), "cancel")
     return job_public(session, job)
 
 
 @router.post("/jobs/{job_id}/stop", response_model=JobPublic)
-def stop_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+def stop_job(job_id: RowId, session: SessionDep, user: CurrentUser) -> JobPublic:
     """Stop now and keep the adapter as it stands (registered as a version)."""
     job = service.request_stop(session, service.get_job(session, user, job_id), "stop")
     return job_public(session, job)
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobPublic)
-def resume_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobPublic:
+def resume_job(job_id: RowId, session: SessionDep, user: CurrentUser) -> JobPublic:
     return job_public(session, service.resume_job(session, service.get_job(session, user, job_id)))
 
 
 @router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobPublic)
-def clone_job(job_id: int, body: JobClone, session: SessionDep, user: CurrentUser) -> JobPublic:
+def clone_job(job_id: RowId, body: JobClone, session: SessionDep, user: CurrentUser) -> JobPublic:
     job = service.get_job(session, user, job_id)
     # Left out of the body: start where the cloned job started (null asks for the base model).
     parent = body.continue_from
@@ -102,7 +103,7 @@ def clone_job(job_id: int, body: JobClone, session: SessionDep, user: CurrentUse
 
 @router.get("/jobs/{job_id}/events")
 def job_events(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,

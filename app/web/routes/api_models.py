@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from app.schemas.common import RowId
 from app.schemas.models import (
     ModelPublic,
     ModelRegister,
@@ -38,7 +39,7 @@ def register_model(
 
 
 @router.delete("/registered/{model_id}", status_code=204)
-def delete_model(model_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def delete_model(model_id: RowId, session: SessionDep, user: CurrentUser) -> Response:
     registered_models.delete_registered(
         session, user, registered_models.get_registered(session, user, model_id)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from app.schemas.common import RowId
 from app.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as service
 from app.web.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep
@@ -29,14 +30,14 @@ def get_project(project: ProjectDep) -> ProjectPublic:
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
 def update_project(
-    project_id: int, body: ProjectUpdate, session: SessionDep, user: CurrentUser
+    project_id: RowId, body: ProjectUpdate, session: SessionDep, user: CurrentUser
 ) -> ProjectPublic:
     return ProjectPublic.model_validate(service.update_project(session, user, project_id, body))
 
 
 @router.delete("/{project_id}", status_code=204)
 def delete_project(
-    project_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    project_id: RowId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     service.delete_project(session, user, project_id, settings.paths)
     return Response(status_code=204)

@@ -28,7 +28,7 @@ from app.event_types import (
 )
 from app.i18n import Translator
 from app.redis_keys import generation_stream_key
-from app.services import generation, text_limits
+from app.services import generation, generation_liveness, text_limits
 from app.web.deps import CurrentUser, SessionDep, TranslatorDep
 from app.web.sse import EventStream, relay, sse_response
 
@@ -56,10 +56,19 @@ class ChatCompletionRequest(BaseModel):
     ignore_eos: bool = False  # vLLM's extension, sent with extra_body={"ignore_eos": true}
 
 
+# Redis went away or restarted while the answer streamed (app/web/sse.py).
+LOST = GenerationError.of(ChatErrorCode.STREAM_LOST)
+
+
+def _error_body(
+    message: str, code: str, param: str | None = None, kind: str = "server_error"
+) -> dict[str, Any]:
+    return {"message": message, "type": kind, "param": param, "code": code}
+
+
 def openai_error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse({"error": _error_body(message, code, param, kind)}, status_code=status)
 
 
 @router.get("/models")
@@ -150,10 +159,13 @@ async def chat_completions(
         is_end=generation_ended,
         idle_limit_s=generation.IDLE_LIMIT_S,
         on_abandon=lambda: generation.cancel(request_id),
+        on_idle=lambda: generation_liveness.watch(request_id),
     )
     first = await _first_event(stream)
     if first is None or isinstance(first, GenerationError):
         await stream.aclose()
+        if first is None and stream.lost:
+            return openai_error(503, LOST.message, LOST.code.value)
         if first is None:
             return openai_error(504, "no worker produced an answer in time", "timeout")
         status = 400 if first.code == ChatErrorCode.PROMPT_TOO_LONG else 500
@@ -167,7 +179,9 @@ async def chat_completions(
             return reply.chunks(event, include_usage)
 
         head = [reply.chunk({"role": "assistant", "content": ""}, None), encode("", first)]
-        return sse_response(relay(stream, encode, head=head, closing="data: [DONE]\n\n"))
+        # OpenAI's clients raise on a chunk that carries `error` (the answer was cut short).
+        lost = f"data: {json.dumps({'error': _error_body(LOST.message, LOST.code.value)})}\n\n"
+        return sse_response(relay(stream, encode, head=head, closing="data: [DONE]\n\n", lost=lost))
 
     text = [first.text] if isinstance(first, GenerationToken) else []
     last: GenerationEvent = first
@@ -179,6 +193,8 @@ async def chat_completions(
                     text.append(last.text)
     finally:
         await stream.aclose()
+    if stream.lost:  # a cut answer must not pass for a whole one
+        return openai_error(503, LOST.message, LOST.code.value)
     return JSONResponse(reply.completion("".join(text), last))
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import HTMLResponse
 
 from app.errors import InvalidInput
+from app.schemas.common import RowId
 from app.services import admin_overview, api_keys, users
 from app.services.access import require_admin
 from app.web.deps import CurrentUser, SessionDep, SettingsDep, TranslatorDep
@@ -74,7 +75,7 @@ def create_key(
 
 @router.post("/account/keys/{key_id}/revoke")
 def revoke_key(
-    key_id: int, request: Request, session: SessionDep, user: CurrentUser, t: TranslatorDep
+    key_id: RowId, request: Request, session: SessionDep, user: CurrentUser, t: TranslatorDep
 ) -> HTMLResponse:
     row = api_keys.revoke(session, user, key_id)
     return _account(request, session, user, key_notice=t("account.key_revoked", name=row.name))
@@ -124,7 +125,7 @@ def create_user(
 
 @router.post("/admin/users/{user_id}/active")
 def set_active(
-    user_id: int,
+    user_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,

@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, Response
 from app.errors import AppError, InvalidInput
 from app.event_types import ChatErrorCode  # noqa: F401 - registers the chat error codes
 from app.models import ChatMessage, Conversation, Project
+from app.schemas.common import RowId
 from app.services import chat
 from app.services import jobs as job_service
 from app.web.deps import CurrentUser, IsHtmx, ProjectDep, SessionDep, TranslatorDep
@@ -73,7 +74,7 @@ def new_conversation(
 
 @router.get("/chat/{conversation_id}")
 def conversation_page(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -86,7 +87,7 @@ def conversation_page(
 
 @router.post("/chat/{conversation_id}/messages")
 def send_message(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -113,7 +114,7 @@ def send_message(
 
 @router.post("/chat/{conversation_id}/settings")
 def conversation_settings(
-    conversation_id: int,
+    conversation_id: RowId,
     session: SessionDep,
     user: CurrentUser,
     htmx: IsHtmx,
@@ -151,7 +152,7 @@ def conversation_settings(
 
 @router.delete("/chat/{conversation_id}")
 def delete_conversation(
-    conversation_id: int, session: SessionDep, user: CurrentUser, htmx: IsHtmx
+    conversation_id: RowId, session: SessionDep, user: CurrentUser, htmx: IsHtmx
 ) -> Response:
     conversation = chat.get_conversation(session, user, conversation_id)
     project_id = conversation.project_id
@@ -161,7 +162,7 @@ def delete_conversation(
 
 @router.get("/chat/messages/{message_id}")
 def message_fragment(
-    message_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+    message_id: RowId, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
 ) -> HTMLResponse:
     message = session.get(ChatMessage, message_id)
     if message is None:
@@ -172,7 +173,7 @@ def message_fragment(
 
 @router.post("/chat/messages/{message_id}/vote")
 def vote(
-    message_id: int,
+    message_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,

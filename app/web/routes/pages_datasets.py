@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, Response
 from app import datasets as validation
 from app.errors import AppError, InvalidInput
 from app.models import Dataset
+from app.schemas.common import RowId
 from app.services import datasets as service
 from app.services import template_preview, uploads, worker_results
 from app.services.issue_text import issue_message
@@ -148,7 +149,7 @@ def discard(
 
 @router.get("/datasets/{dataset_id}")
 def dataset_page(
-    dataset_id: int,
+    dataset_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -171,7 +172,7 @@ def rows_page(dataset: Dataset, settings: SettingsDep, page: int) -> dict[str, o
 
 @router.get("/datasets/{dataset_id}/rows")
 def dataset_rows(
-    dataset_id: int,
+    dataset_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -187,7 +188,7 @@ def dataset_rows(
 
 @router.get("/datasets/{dataset_id}/stats")
 def dataset_stats(
-    dataset_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+    dataset_id: RowId, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
 ) -> HTMLResponse:
     dataset = service.get_dataset(session, user, dataset_id)
     return render(request, "partials/dataset_stats.html", dataset=dataset)
@@ -195,7 +196,7 @@ def dataset_stats(
 
 @router.post("/datasets/{dataset_id}/analyze")
 def reanalyze(
-    dataset_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+    dataset_id: RowId, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
 ) -> HTMLResponse:
     dataset = service.get_dataset(session, user, dataset_id)
     service.request_stats(session, dataset)
@@ -204,7 +205,7 @@ def reanalyze(
 
 @router.post("/datasets/{dataset_id}/settings")
 def dataset_settings(
-    dataset_id: int,
+    dataset_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -230,7 +231,7 @@ def dataset_settings(
 
 @router.delete("/datasets/{dataset_id}")
 def delete(
-    dataset_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep, htmx: IsHtmx
+    dataset_id: RowId, session: SessionDep, user: CurrentUser, settings: SettingsDep, htmx: IsHtmx
 ) -> Response:
     dataset = service.get_dataset(session, user, dataset_id)
     project_id = dataset.project_id
@@ -240,7 +241,7 @@ def delete(
 
 @router.post("/datasets/{dataset_id}/preview")
 def preview(
-    dataset_id: int,
+    dataset_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, Response
 from app.errors import AppError, FieldError, InvalidInput
 from app.i18n import Translator
 from app.models import Evaluation, JobStatus, Project, TrainingJob
+from app.schemas.common import RowId
 from app.services import datasets as dataset_service
 from app.services import evaluations as service
 from app.services import jobs as job_service
@@ -175,7 +176,7 @@ def chart_groups(t: Translator, results: list[dict[str, Any]]) -> dict[str, Any]
 
 @router.get("/evaluations/{evaluation_id}")
 def evaluation_page(
-    evaluation_id: int,
+    evaluation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -200,7 +201,7 @@ def evaluation_page(
 
 @router.get("/evaluations/{evaluation_id}/examples")
 def examples_partial(
-    evaluation_id: int,
+    evaluation_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -215,7 +216,7 @@ def examples_partial(
 
 @router.post("/evaluations/{evaluation_id}/cancel")
 def cancel_evaluation(
-    evaluation_id: int, request: Request, session: SessionDep, user: CurrentUser, t: TranslatorDep
+    evaluation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, t: TranslatorDep
 ) -> HTMLResponse:
     evaluation = service.get_evaluation(session, user, evaluation_id)
     error = None

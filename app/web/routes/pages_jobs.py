@@ -9,6 +9,7 @@ from starlette.responses import HTMLResponse, Response
 
 from app.errors import AppError, InvalidInput
 from app.models import Dataset, Project, TrainingJob, User
+from app.schemas.common import RowId
 from app.schemas.training import (
     PRESETS,
     Method,
@@ -18,7 +19,7 @@ from app.schemas.training import (
     TrainingConfig,
 )
 from app.services import datasets as dataset_service
-from app.services import estimates, lineage, model_choices
+from app.services import estimates, lineage, model_choices, placement
 from app.services import jobs as service
 from app.services.model_modules import target_choices
 from app.web.deps import CurrentUser, IsHtmx, ProjectDep, SessionDep, SettingsDep, TranslatorDep
@@ -191,8 +192,10 @@ async def estimate(
     values = {k: v for k, v in form.items() if k != "target_modules"}
     result = None
     error = None
+    where = None
     try:
         config = service.parse_config(config_from_form(values, []))
+        where = placement.place(config.processes, estimates.train_workers())
         if _int_or_none(values, "val_dataset_id"):  # a held-out set: every row trains
             config = config.model_copy(update={"val_percent": 0})
         dataset = _project_dataset(session, project, values, "dataset_id")
@@ -204,7 +207,14 @@ async def estimate(
             result = estimates.estimate(config, dataset, params, workers, val_dataset)
     except AppError as exc:
         error = exc
-    return render(request, "partials/job_estimate.html", estimate=result, error=error)
+    return render(
+        request,
+        "partials/job_estimate.html",
+        estimate=result,
+        error=error,
+        placement=where,
+        processes=config.processes if where else 1,
+    )
 
 
 def _project_dataset(
@@ -225,7 +235,7 @@ def job_context(session: SessionDep, job: TrainingJob) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}")
 def job_page(
-    job_id: int,
+    job_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -233,8 +243,7 @@ def job_page(
     _t: TranslatorDep,
 ) -> HTMLResponse:
     job = service.get_job(session, user, job_id)
-    log_path = settings.paths.run_log(job.id)
-    log_tail = log_path.read_text(encoding="utf-8").splitlines()[-200:] if log_path.exists() else []
+    log_tail = service.log_tail(job, settings.paths)
     return render(
         request,
         "pages/job.html",
@@ -246,7 +255,7 @@ def job_page(
 
 @router.get("/jobs/{job_id}/status")
 def job_status(
-    job_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+    job_id: RowId, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
 ) -> HTMLResponse:
     job = service.get_job(session, user, job_id)
     return render(request, "partials/job_status.html", **job_context(session, job))
@@ -254,7 +263,7 @@ def job_status(
 
 @router.post("/jobs/{job_id}/{action}")
 def job_action(
-    job_id: int,
+    job_id: RowId,
     action: str,
     request: Request,
     session: SessionDep,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import HTMLResponse, Response
 
 from app.errors import AppError, InvalidInput
+from app.schemas.common import RowId
 from app.services import model_choices, model_prep, model_progress, registered_models
 from app.web.deps import CurrentUser, IsHtmx, SessionDep, SettingsDep, TranslatorDep
 from app.web.errors import field_details
@@ -101,7 +102,7 @@ def progress(request: Request, id: str, _t: TranslatorDep) -> HTMLResponse:
 
 
 @router.delete("/models/registered/{model_id}")
-def delete(model_id: int, session: SessionDep, user: CurrentUser, htmx: IsHtmx) -> Response:
+def delete(model_id: RowId, session: SessionDep, user: CurrentUser, htmx: IsHtmx) -> Response:
     registered_models.delete_registered(
         session, user, registered_models.get_registered(session, user, model_id)
     )

@@ -9,6 +9,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.errors import InvalidInput
 from app.models import Project
+from app.schemas.common import RowId
 from app.schemas.projects import ProjectCreate, ProjectUpdate
 from app.services import access, lineage, model_choices
 from app.services import datasets as dataset_service
@@ -195,7 +196,7 @@ def share_project(
 
 @router.post("/projects/{project_id}/members/{member_id}/delete")
 def unshare_project(
-    member_id: int,
+    member_id: RowId,
     request: Request,
     project: ProjectDep,
     session: SessionDep,

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 
 from app.errors import InvalidInput
 from app.models import Evaluation, EvaluationExample
+from app.schemas.common import RowId
 from app.schemas.evaluations import ReviewVote
 from app.services import evaluations as service
 from app.services import reviews
@@ -31,7 +32,7 @@ def vote_from_form(form: FormData) -> ReviewVote:
     raw = str(form.get("position", ""))
     return ReviewVote.model_validate(
         {
-            "position": int(raw) if raw.isdigit() else -1,
+            "position": int(raw) if raw.isdecimal() else -1,  # isdigit() passes "²": a 500
             "left": str(form.get("left", "")),
             "right": str(form.get("right", "")),
             "choice": str(form.get("choice", "")),
@@ -83,7 +84,11 @@ def review_context(session: Session, evaluation: Evaluation, pair: dict[str, Any
 
 @router.get("/evaluations/{evaluation_id}/review")
 def review_page(
-    evaluation_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+    evaluation_id: RowId,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    _t: TranslatorDep,
 ) -> HTMLResponse:
     evaluation = service.get_evaluation(session, user, evaluation_id)
     context = review_context(session, evaluation, reviews.next_pair(session, evaluation))
@@ -92,7 +97,7 @@ def review_page(
 
 @router.post("/evaluations/{evaluation_id}/review")
 async def review_vote(
-    evaluation_id: int, request: Request, session: SessionDep, user: CurrentUser, t: TranslatorDep
+    evaluation_id: RowId, request: Request, session: SessionDep, user: CurrentUser, t: TranslatorDep
 ) -> HTMLResponse:
     evaluation = service.get_evaluation(session, user, evaluation_id)
     form = await request.form()

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 
 from app.errors import InvalidInput
 from app.models import Export, JobStatus, ModelVersion, Project
+from app.schemas.common import RowId
 from app.services import evaluations as evaluation_service
 from app.services import exports as service
 from app.services import lineage, model_choices
@@ -32,7 +33,7 @@ def row_state(export: Export | None) -> str:
     if export is None:
         return "none"
     if export.status == JobStatus.SUCCEEDED:
-        return "ready" if service.path_of(export) is not None else "missing"
+        return "ready" if service.is_ready(export) else "missing"
     return str(export.status)
 
 
@@ -53,7 +54,7 @@ def exports_context(session: SessionDep, version: ModelVersion, project: Project
 
 @router.get("/versions/{version_id}")
 def version_page(
-    version_id: int,
+    version_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
@@ -74,7 +75,7 @@ def version_page(
 
 @router.get("/versions/{version_id}/exports")
 def exports_card(
-    version_id: int, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
+    version_id: RowId, request: Request, session: SessionDep, user: CurrentUser, _t: TranslatorDep
 ) -> HTMLResponse:
     version, project = service.get_version(session, user, version_id)
     return render(
@@ -84,7 +85,7 @@ def exports_card(
 
 @router.post("/versions/{version_id}/exports")
 def request_export(
-    version_id: int,
+    version_id: RowId,
     request: Request,
     session: SessionDep,
     user: CurrentUser,
