@@ -5,8 +5,20 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent_at(niceness: int) -> Callable[[], None]:
+    """preexec_fn: die_with_parent, and a lower CPU priority (`nice`) when niceness > 0."""
+
+    def preexec() -> None:
+        die_with_parent()
+        if niceness > 0:
+            os.nice(niceness)
+
+    return preexec
 
 
 def die_with_parent() -> None:

@@ -28,10 +28,10 @@ from typing import Any
 
 import redis
 
-from app.child_process import die_with_parent
+from app.child_process import die_with_parent_at
 from app.config import Settings
 from app.embedded_redis import EmbeddedRedisError, free_port, start_embedded_redis
-from app.gpus import train_worker_devices
+from app.gpus import train_worker_devices, visible_gpu_ids
 from app.queue import ACCELERATOR_QUEUES
 from app.redis_keys import supervisor_state_key
 
@@ -164,11 +164,19 @@ class Supervisor:
     _redis_url: str = ""
     _state_due: float = 0.0
 
-    def start(self, name: str, args: list[str], env: dict[str, str], restart: bool = True) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        restart: bool = True,
+        niceness: int = 0,
+    ) -> None:
         logger.info("starting %s: %s", name, " ".join(args))
+        preexec = die_with_parent_at(niceness)
 
         def launch() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(args, env=env, preexec_fn=die_with_parent)
+            return subprocess.Popen(args, env=env, preexec_fn=preexec)
 
         child = Child(name, launch, restart=restart)
         child.spawn()
@@ -195,6 +203,13 @@ class Supervisor:
             workers.append((f"worker-{name}", worker_command(ACCELERATOR_QUEUES, name), worker_env))
         return workers
 
+    def train_niceness(self, worker_env: dict[str, str]) -> int:
+        """A training worker on the CPU runs at a lower priority (TUNELAB_CPU_TRAIN_NICENESS):
+        it shares the cores with the web and the chat worker, and would otherwise take them from
+        every page and answer for as long as a run lasts. One with a GPU keeps the usual
+        priority: its CPU work is feeding the GPU."""
+        return 0 if visible_gpu_ids(worker_env) else self.settings.cpu_train_niceness
+
     def _request_stop(self, signum: int, _frame: object) -> None:
         logger.info("received %s, stopping", signal.Signals(signum).name)
         self._stopping = True
@@ -219,7 +234,7 @@ class Supervisor:
 
             migrate.upgrade(self.settings.sqlalchemy_url)
             for name, args, worker_env in self.train_workers(env):
-                self.start(name, args, worker_env)
+                self.start(name, args, worker_env, niceness=self.train_niceness(worker_env))
             self.start("worker-main", worker_command(["infer", "data", "export"], "main"), env)
             if self.run_web:
                 self.start("web", web_command(self.host, self.port), env, restart=False)

@@ -41,15 +41,14 @@ MODEL = "smollm2-135m-instruct"
 QUESTION = "Tell me about the Zhangjiajie National Forest Park and how to visit it."
 
 
-def start_platform(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_platform(data_dir: Path, port: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """`tunelab up` on `data_dir`, its output to `log` (discarded without one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNELAB_")}
     env["TUNELAB_DATA_DIR"] = str(data_dir)
     tunelab = Path(sys.executable).parent / "tunelab"
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [str(tunelab), "up", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [str(tunelab), "up", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
     )
     for _ in range(600):
         try:

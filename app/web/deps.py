@@ -8,7 +8,7 @@ having to ask.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,11 +18,22 @@ from app.config import Settings, get_settings
 from app.db import get_sessionmaker
 from app.i18n import Translator, negotiate
 from app.models import Project, User
+from app.schemas.common import RowId
 from app.services import projects as project_service
 from app.web import auth
 
 
-def get_session() -> Iterator[Session]:
+async def get_session() -> AsyncIterator[Session]:
+    """The request's session, closed in the event loop once the response is sent.
+
+    No request may hold a database connection while it waits for a thread. FastAPI runs each
+    sync dependency and the handler in its thread pool, one hop each, and a sync dependency's
+    exit too. Under a burst (bench/bench_load.py: 50 job viewers and a page load every 20 ms)
+    every pool thread was waiting for a connection while the connections were held by requests
+    waiting for a thread (for their next hop, or to run `close()`): nothing moved until the
+    connection pool's 30 s timeout answered 503s. So this dependency is async (its `close()`
+    needs no thread), and the sync dependencies that query end their transaction before the
+    next hop (`release`); the session connects again, lazily, in the handler's thread."""
     session = get_sessionmaker()()
     try:
         yield session
@@ -34,8 +45,16 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+def release(session: Session) -> None:
+    """End the transaction, handing the connection back, before FastAPI's next thread hop (see
+    get_session). Loaded rows stay usable: sessions do not expire them on commit."""
+    session.commit()
+
+
 def get_current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
-    return auth.resolve_user(request, session, settings)
+    user = auth.resolve_user(request, session, settings)
+    release(session)
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -62,8 +81,10 @@ def get_translator(request: Request, settings: SettingsDep) -> Translator:
 TranslatorDep = Annotated[Translator, Depends(get_translator)]
 
 
-def get_owned_project(project_id: int, session: SessionDep, user: CurrentUser) -> Project:
-    return project_service.get_project(session, user, project_id)
+def get_owned_project(project_id: RowId, session: SessionDep, user: CurrentUser) -> Project:
+    project = project_service.get_project(session, user, project_id)
+    release(session)
+    return project
 
 
 ProjectDep = Annotated[Project, Depends(get_owned_project)]

@@ -51,6 +51,12 @@ def test_one_training_worker_per_gpu(monkeypatch, tmp_path) -> None:  # type: ig
     assert gpus.train_worker_devices("auto") == [None]
     assert gpus.train_worker_devices("2") == ["0", "1"]
     assert gpus.train_worker_devices("0") == [""]  # CPU even where GPUs exist
+    # `all`: one worker that sees the three GPUs, so a 3-process run fits it (placement).
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpus.train_worker_devices("all") == [None]
+    assert gpus.training_slots(cpu_processes=1) == ("cuda", 3)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpus.training_slots(cpu_processes=2) == ("cpu", 2)
 
     workers = Supervisor(Settings(worker_gpus="2"), "127.0.0.1", 0).train_workers({"A": "1"})
     assert [env["CUDA_VISIBLE_DEVICES"] for _, _, env in workers] == ["0", "1"]

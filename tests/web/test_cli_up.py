@@ -19,11 +19,18 @@ from tests.helpers.up import (
     clean_env,
     descendants,
     stop_up,
+    supervised,
     tunelab,
     wait_gone,
     wait_healthy,
     without_tunelab_settings,
 )
+
+
+def niceness(pid: int) -> int:
+    """A process's `nice` value: field 19 of /proc/PID/stat (after the parenthesised name)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -41,6 +48,11 @@ def test_up_serves_then_stops_without_orphans(tmp_path: Path, stop_signal: int) 
         created = httpx.post(f"http://127.0.0.1:{port}/api/projects", json={"name": "p"}, timeout=5)
         assert created.status_code == 201
         assert (tmp_path / "data" / "tunelab.db").exists()  # SQLite under the data dir
+        # No GPU here: the training worker yields the cores to the web and the chat worker.
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+        assert niceness(supervised(health, "worker-train")["pid"]) == 10
+        assert niceness(supervised(health, "worker-main")["pid"]) == 0
+        assert niceness(supervised(health, "web")["pid"]) == 0
 
         children = descendants(proc.pid)
         assert len(children) >= 4  # redis, web, two workers (+ pool processes)
