@@ -68,12 +68,46 @@ class Settings(BaseSettings):
         default=45.0,
         description="A running job whose heartbeat is older than this is marked failed.",
     )
+    cpu_train_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU priority (`nice`) of a training worker `tunelab up` runs on the CPU: "
+        "training then takes the cores only while pages, chats and uploads leave them idle, so "
+        "the platform stays responsive during a run. 0 runs it at the same priority.",
+    )
     worker_gpus: str = Field(
         default="auto",
-        pattern=r"^(auto|\d+)$",
+        pattern=r"^(auto|all|\d+)$",
         description="Training workers `tunelab up` starts, one job each at a time: `auto` is "
-        "one per visible NVIDIA GPU (honouring CUDA_VISIBLE_DEVICES), or one on the CPU; a "
-        "number N is one per GPU 0..N-1, and 0 trains on the CPU even where GPUs exist.",
+        "one per visible NVIDIA GPU (honouring CUDA_VISIBLE_DEVICES), or one on the CPU; `all` "
+        "is one worker with every GPU, for runs of several processes (torchrun); a number N is "
+        "one per GPU 0..N-1, and 0 trains on the CPU even where GPUs exist.",
+    )
+    artifacts_url: str = Field(
+        default="",
+        pattern=r"^(s3://[^/\s]+(/\S*)?)?$",
+        description="Where datasets, adapters, checkpoints and exports are kept between "
+        "machines: empty keeps them in the data dir (one machine, or a shared filesystem); "
+        "`s3://bucket/prefix` puts them in S3-compatible object storage, so a worker on "
+        "another machine needs only the database, Redis and the bucket.",
+    )
+    artifacts_endpoint: str = Field(
+        default="",
+        description="The S3 endpoint URL for a store that is not AWS (MinIO, Ceph…); empty: AWS.",
+    )
+    artifacts_region: str = Field(default="", description="The S3 region (empty: the default).")
+    artifacts_key_id: str = Field(
+        default="", description="S3 access key id (empty: boto3's usual credential chain)."
+    )
+    artifacts_secret: str = Field(default="", description="S3 secret access key.")
+    train_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="On a training worker without GPUs: the most processes one run may use "
+        "(torchrun, gloo). With GPUs a worker's limit is its visible GPU count. Runs asking "
+        "for more than any worker has are refused with the reason.",
     )
     chat_engine: str = Field(
         default="auto",

@@ -119,6 +119,10 @@ class ChatErrorCode(StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"  # detail (the engine's English sentence)
     EXPIRED = "expired"
     GENERIC = "generic"  # detail (the exception's text)
+    # Redis went away or restarted while the answer streamed (app/web/sse.py).
+    STREAM_LOST = "stream_lost"
+    # The worker writing the answer died (app/services/generation_liveness.py).
+    CHAT_WORKER_LOST = "chat_worker_lost"
 
 
 register(ChatErrorCode, "chat_errors")

@@ -90,8 +90,16 @@ def _parsed(
     return parse_entry
 
 
-def async_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(get_settings().broker_url, decode_responses=True)
+def async_client(socket_timeout: float | None = None) -> aioredis.Redis:
+    """A connection of its own (one per followed stream); no retries, so a Redis that went away
+    or restarted shows as an error the relay can act on (app/web/sse.py)."""
+    return aioredis.Redis.from_url(
+        get_settings().broker_url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=socket_timeout,
+        retry=None,
+    )
 
 
 async def follow(

@@ -11,7 +11,7 @@ from app.lifespan import lifespan
 from app.paths import ROOT
 from app.web import body_limit, security_headers
 from app.web.deps import Authorised
-from app.web.errors import install_error_handlers
+from app.web.errors import ERROR_RESPONSES, install_error_handlers
 from app.web.routes import (
     api_account,
     api_chat,
@@ -50,11 +50,13 @@ def create_app() -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     # Public: health checks, the API docs, setup/login/logout and the language switch.
-    for module in (health, docs, pages_auth):
+    public = (health, docs, pages_auth)
+    for module in public:
         app.include_router(module.router)
     # Everything else: the current user (login session or API key; the local user with accounts
     # off) and the CSRF check, resolved once per request before the route's own dependencies.
-    for module in (
+    # The OpenAPI document declares the error statuses and their body on each of its routes.
+    protected = (
         api_projects,
         api_chat,
         api_datasets,
@@ -73,9 +75,10 @@ def create_app() -> FastAPI:
         pages_models,
         pages_versions,
         pages_account,
-    ):
-        app.include_router(module.router, dependencies=[Authorised])
-    install_error_handlers(app)
+    )
+    for module in protected:
+        app.include_router(module.router, dependencies=[Authorised], responses=ERROR_RESPONSES)
+    install_error_handlers(app, [module.router for module in (*public, *protected)])
     body_limit.install(app)
     security_headers.install(app)  # last: it wraps the catch-all error handler
     return app

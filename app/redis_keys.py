@@ -54,6 +54,12 @@ def generation_cancel_key(request_id: str) -> str:
     return f"{PREFIX}:gen:{request_id}:cancel"
 
 
+def generation_owner_key(request_id: str) -> str:
+    """The worker process answering a request (its heartbeat's hostname, pid and start time):
+    the relays end the answer with an error when that heartbeat goes."""
+    return f"{PREFIX}:gen:{request_id}:owner"
+
+
 def evaluation_stream_key(evaluation_id: int) -> str:
     return f"{PREFIX}:eval:{evaluation_id}:events"
 
@@ -66,3 +72,25 @@ def login_failures_key(kind: str, value: str) -> str:
 def worker_result_owner_key(request_id: str) -> str:
     """Who asked for a worker result: only that user may read it."""
     return f"{PREFIX}:result-owner:{request_id}"
+
+
+def reconciled_key(queue: str) -> str:
+    """Set once `queue`'s queued rows were sent again in this Redis's lifetime: a Redis that
+    restarted empty lacks it (workers/reconciler.py)."""
+    return f"{PREFIX}:reconciled:{queue}"
+
+
+def reconciling_key(queue: str) -> str:
+    """The lock of the worker refilling `queue` right now."""
+    return f"{PREFIX}:reconciling:{queue}"
+
+
+def resent_key(queue: str) -> str:
+    """Ids of `queue`'s rows the refill in progress already sent (so each goes once)."""
+    return f"{PREFIX}:resent:{queue}"
+
+
+def generation_abandoned_key(request_id: str) -> str:
+    """Set when an answer's page stream stopped before its end; cleared when a reader comes back
+    (app/services/answer_readers.py)."""
+    return f"{PREFIX}:gen:{request_id}:abandoned"

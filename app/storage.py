@@ -34,6 +34,10 @@ class DataDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
 
+    def key(self, path: Path) -> str:
+        """The artifact store's key of a path under the data dir (app.artifacts)."""
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
     @property
     def database(self) -> Path:
         """The default SQLite database file."""

@@ -91,6 +91,9 @@ class ProbingReporter:
     def log(self, message: str) -> None:
         print(message, flush=True)
 
+    def checkpoint(self, path: Any) -> None:
+        pass
+
     def end(self, result: Any) -> None:
         pass
 

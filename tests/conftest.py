@@ -25,6 +25,7 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from tests.helpers.services import (  # noqa: E402
+    RestartableRedis,
     Workers,
     reset_app_caches,
     start_test_redis,
@@ -60,6 +61,40 @@ def _drop_postgres_db(name: str) -> None:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+# Where the database engine matters a test runs on both: the web's queries (tests/web, the
+# fuzzing), and the worker tests where processes race for the same rows (claims, the reaper,
+# redelivery: modules marked `both_databases`, or `postgresql_only`). Elsewhere, in the folders below and modules
+# marked `sqlite_only`, the PostgreSQL variant is dropped: the worker code's queries are the
+# same on both, and running each twice would put CI past its 30 minutes. SQLite is what
+# `tunelab up` runs on, and its several processes sharing one file are the riskier case.
+SQLITE_ONLY_FOLDERS = ("tests/browser/", "tests/workers/", "tests/training/")
+
+
+def _sqlite_only(item: pytest.Item) -> bool:
+    if item.get_closest_marker("both_databases") or item.get_closest_marker("postgresql_only"):
+        return False
+    path = str(item.fspath).replace("\\", "/")
+    return bool(item.get_closest_marker("sqlite_only")) or any(
+        folder in path for folder in SQLITE_ONLY_FOLDERS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        database = callspec.params.get("database_url") if callspec is not None else None
+        if database == "postgresql" and _sqlite_only(item):
+            dropped.append(item)
+        elif database == "sqlite" and item.get_closest_marker("postgresql_only"):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -145,7 +180,8 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     # Tasks a test queued but no worker ran must not run later against another test's rows.
     from app.queue import ALL_QUEUES
 
-    redis.Redis.from_url(os.environ["TUNELAB_REDIS_URL"]).delete(*ALL_QUEUES)
+    client = redis.Redis.from_url(os.environ["TUNELAB_REDIS_URL"])
+    client.delete(*ALL_QUEUES, *client.scan_iter(match="train.*"))  # + multi-process runs
 
 
 @pytest.fixture
@@ -187,6 +223,21 @@ def lonely_redis(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TUNELAB_REDIS_URL", url)
     reset_app_caches()
     yield url
+    monkeypatch.setenv("TUNELAB_REDIS_URL", platform_env["TUNELAB_REDIS_URL"])
+    reset_app_caches()
+
+
+@pytest.fixture
+def restartable_redis(
+    platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[RestartableRedis]:
+    """Point the app (and workers started from now on) at a Redis this test may restart."""
+    server = RestartableRedis(tmp_path / "redis")
+    server.start()
+    monkeypatch.setenv("TUNELAB_REDIS_URL", server.url)
+    reset_app_caches()
+    yield server
+    server.stop()
     monkeypatch.setenv("TUNELAB_REDIS_URL", platform_env["TUNELAB_REDIS_URL"])
     reset_app_caches()
 

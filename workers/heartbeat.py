@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from app.config import get_settings
+from app.gpus import training_slots
 from app.queue import Queue
 from app.redis_client import get_redis
 from app.redis_keys import worker_heartbeat_key
@@ -43,6 +44,10 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="tunelab-heartbeat", daemon=True)
         self._started = time.time()
         self.accelerator = _accelerator()
+        # Processes one training run may use here (app.services.placement reads it).
+        self.slots = (
+            training_slots(get_settings().train_processes)[1] if Queue.TRAIN.value in queues else 0
+        )
         self.throughput: dict[str, Any] | None = None
         self._probe: subprocess.Popen[str] | None = None
 
@@ -66,6 +71,7 @@ class Heartbeat:
             "hostname": self.hostname,
             "queues": self.queues,
             "accelerator": self.accelerator,
+            "slots": self.slots,
             "pid": os.getpid(),
             "started": self._started,
             "seen": time.time(),

@@ -26,6 +26,7 @@ from app.models import MetricPoint, TrainingJob
 from app.redis_client import get_redis
 from app.redis_keys import job_stop_key
 from app.services import job_states
+from workers.background_publish import BackgroundPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class BusReporter:
         self.log_path = log_path
         self.redis = get_redis()
         self._pending: list[dict[str, Any]] = []
+        self._publisher: BackgroundPublisher | None = None
         self._last_flush = time.monotonic()
 
     def _publish(self, kind: str, build: Callable[[], JobEvent]) -> None:
@@ -127,8 +129,22 @@ class BusReporter:
             logger.warning("could not write the log of job %s", self.job_id)
         self._publish("log", lambda: JobLog(line=line))
 
-    def end(self, result: Any) -> None:
+    def checkpoint(self, path: Path) -> None:
+        """Publish the run's checkpoints to the artifact store in the background, so a run
+        whose machine is lost resumes elsewhere from here (nothing to do with the local store)."""
+        if self._publisher is None:
+            self._publisher = BackgroundPublisher(path.parent)
+        self._publisher.request()
+
+    def settle(self) -> None:
+        """Store the metrics still pending and wait for the checkpoint upload under way; the
+        task then publishes the run's files itself (never two writers of one manifest)."""
         self.flush()
+        if self._publisher is not None:
+            self._publisher.settle()
+
+    def end(self, result: Any) -> None:
+        self.settle()
 
 
 class RedisStopFlag:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import datasets as validation
+from app.artifacts import get_store
 from app.errors import AppError, Conflict, NotFound
 from app.models import Dataset, Project, User
 from app.queue import TaskName, enqueue
@@ -190,10 +191,12 @@ def _store(
     remove_tree(dest)
     try:
         move_into_place(folder, dest)
+        # Workers on other machines read it from the artifact store (nothing moves locally).
+        get_store().publish_tree(data_dir.key(dest))
         session.commit()
     except BaseException:
         session.rollback()
-        remove_tree(dest)
+        get_store().delete(data_dir.key(dest))
         raise
     request_stats(session, dataset)
     return dataset
@@ -291,4 +294,4 @@ def dataset_file(dataset: Dataset, data_dir: DataDir, kind: str) -> Path:
 def delete_dataset(session: Session, dataset: Dataset, data_dir: DataDir) -> None:
     session.delete(dataset)
     session.commit()
-    remove_tree(data_dir.dataset(dataset.id))
+    get_store().delete(data_dir.key(data_dir.dataset(dataset.id)))

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.config import get_settings
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import (
     ComparisonVote,
@@ -55,14 +54,13 @@ def _source(
     session: Session, project: Project, dataset_id: int | None, job_id: int | None
 ) -> tuple[dict[str, Any], str, str]:
     """(what the worker reads, a name for people, a checksum) of the test set."""
-    paths = get_settings().paths
     if (dataset_id is None) == (job_id is None):
         raise InvalidInput([FieldError("dataset_id", "errors.eval_pick_test_set")])
     if dataset_id is not None:
         dataset = session.get(Dataset, dataset_id)
         if dataset is None or dataset.project_id != project.id:
             raise InvalidInput([FieldError("dataset_id", "errors.pick_dataset")])
-        return {"path": str(paths.normalized(dataset.id))}, dataset.name, dataset.sha256
+        return _dataset_source(dataset.id), dataset.name, dataset.sha256
     job = session.get(TrainingJob, job_id)
     if job is None or job.project_id != project.id:
         raise InvalidInput([FieldError("job_id", "errors.eval_pick_job")])
@@ -70,13 +68,19 @@ def _source(
         dataset = session.get(Dataset, job.val_dataset_id)
         if dataset is None:
             raise InvalidInput([FieldError("job_id", "errors.eval_job_no_validation")])
-        return {"path": str(paths.normalized(dataset.id))}, dataset.name, dataset.sha256
+        return _dataset_source(dataset.id), dataset.name, dataset.sha256
     val_percent = int(job.config.get("val_percent", 0))
     if val_percent <= 0 or job.dataset_id is None:
         raise InvalidInput([FieldError("job_id", "errors.eval_job_no_validation")])
     split = {"val_percent": val_percent, "seed": int(job.config.get("seed", 42))}
-    source = {"path": str(paths.normalized(job.dataset_id)), "split": split}
+    source = {**_dataset_source(job.dataset_id), "split": split}
     return source, f"{job.dataset_name} · {val_percent} %", job.dataset_sha256
+
+
+def _dataset_source(dataset_id: int) -> dict[str, Any]:
+    """The test rows by dataset id: a worker on another machine fetches them from the artifact
+    store (workers.artifacts.local_dataset)."""
+    return {"dataset_id": dataset_id}
 
 
 def create_evaluation(

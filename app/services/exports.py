@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifacts import ArtifactMissing, get_store
 from app.config import get_settings
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import Export, JobStatus, ModelVersion, Project, User
@@ -46,12 +47,33 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def path_of(export: Export) -> Path | None:
-    """The finished file, or None when there is none (not done, or deleted from disk)."""
+def _key(export: Export, suffix: str = "") -> str | None:
+    """The artifact store's key of a finished export's file (None: not finished)."""
     if export.status != JobStatus.SUCCEEDED or not export.file_name:
         return None
-    path = get_settings().paths.export_dir(export.version_id) / export.file_name
-    return path if path.is_file() else None
+    paths = get_settings().paths
+    name = Path(export.file_name)
+    return paths.key(
+        paths.export_dir(export.version_id) / (name.with_suffix(suffix) if suffix else name)
+    )
+
+
+def is_ready(export: Export) -> bool:
+    """The export finished and its file is in the store (it may have been deleted)."""
+    key = _key(export)
+    return key is not None and get_store().exists(key)
+
+
+def path_of(export: Export, suffix: str = "") -> Path | None:
+    """The finished file on this machine, fetched from the artifact store when it is elsewhere
+    (`suffix` ".Modelfile": the Modelfile beside a GGUF); None when there is none."""
+    key = _key(export, suffix)
+    if key is None:
+        return None
+    try:
+        return get_store().fetch_file(key)
+    except ArtifactMissing:
+        return None
 
 
 def list_exports(session: Session, version: ModelVersion) -> dict[str, Export | None]:
@@ -69,7 +91,7 @@ def request_export(session: Session, version: ModelVersion, fmt: str) -> tuple[E
     export = session.scalar(
         select(Export).where(Export.version_id == version.id, Export.format == fmt)
     )
-    if export is not None and (export.status in ACTIVE or path_of(export) is not None):
+    if export is not None and (export.status in ACTIVE or is_ready(export)):
         return export, False
     if export is None:
         export = Export(version_id=version.id, format=fmt, status=JobStatus.QUEUED)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -166,7 +167,10 @@ def start(
 def check_owner(request_id: str, user: User) -> None:
     """NotFound unless `request_id` is a live request of `user`: another user's request answers
     exactly as an unknown or expired one does, so ids reveal nothing."""
-    raw = get_redis().get(generation_request_key(request_id)) if request_id.isalnum() else None
+    try:
+        raw = get_redis().get(generation_request_key(request_id)) if request_id.isalnum() else None
+    except RedisError as exc:  # a 503 that says so: a browser's EventSource stops retrying
+        raise ServiceUnavailable("errors.redis_unavailable") from exc
     if raw is None or json.loads(raw).get("owner_id") != user.id:
         raise NotFound("errors.generation_not_found")
 

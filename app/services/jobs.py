@@ -3,6 +3,7 @@ list, and read their metric history. Status changes go through `job_states`."""
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.artifacts import ArtifactMissing, get_store
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import (
     Dataset,
@@ -24,9 +26,12 @@ from app.queue import TaskName, enqueue_or_fail
 from app.redis_client import get_redis
 from app.redis_keys import job_stop_key
 from app.schemas.training import TrainingConfig
-from app.services import estimates, job_states, lineage
+from app.services import estimates, job_states, lineage, placement
 from app.services.access import project_scope
 from app.services.estimates import estimate_steps
+from app.storage import DataDir
+
+logger = logging.getLogger(__name__)
 
 
 def parse_config(raw: dict[str, Any]) -> TrainingConfig:
@@ -76,8 +81,13 @@ def _dataset_of(session: Session, project: Project, dataset_id: int | None) -> D
     return dataset
 
 
-def _enqueue(session: Session, job: TrainingJob) -> None:
-    enqueue_or_fail(session, job, TaskName.TRAIN, job_states.fail_job)
+def training_queue(config: TrainingConfig) -> str:
+    """The queue the run's needs fit (app.services.placement); InvalidInput when none does."""
+    return placement.require_placement(config.processes, estimates.train_workers())
+
+
+def _enqueue(session: Session, job: TrainingJob, queue: str) -> None:
+    enqueue_or_fail(session, job, TaskName.TRAIN, job_states.fail_job, queue=queue)
 
 
 def create_job(
@@ -114,6 +124,7 @@ def create_job(
     train_rows = math.floor(dataset.row_count * (100 - config.val_percent) / 100)
     if train_rows < 1:
         raise InvalidInput([FieldError("val_percent", "errors.no_training_rows")])
+    queue = training_queue(config)
     job = TrainingJob(
         project_id=project.id,
         dataset_id=dataset.id,
@@ -132,7 +143,7 @@ def create_job(
     )
     session.add(job)
     session.commit()
-    _enqueue(session, job)
+    _enqueue(session, job, queue)
     return job
 
 
@@ -153,10 +164,11 @@ def request_stop(session: Session, job: TrainingJob, mode: str) -> TrainingJob:
 def resume_job(session: Session, job: TrainingJob) -> TrainingJob:
     if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
         raise Conflict("errors.job_not_resumable", status=job.status)
+    queue = training_queue(TrainingConfig.model_validate(job.config))  # still fits somewhere?
     get_redis().delete(job_stop_key(job.id))
     job_states.requeue_job(session, job.id)
     session.refresh(job)
-    _enqueue(session, job)
+    _enqueue(session, job, queue)
     return job
 
 
@@ -198,3 +210,18 @@ def metric_history(session: Session, job_id: int) -> list[dict[str, Any]]:
 def list_versions(session: Session, project: Project) -> list[ModelVersion]:
     query = select(ModelVersion).where(ModelVersion.project_id == project.id)
     return list(session.scalars(query.order_by(ModelVersion.version.desc())))
+
+
+def log_tail(job: TrainingJob, paths: DataDir, lines: int = 200) -> list[str]:
+    """The end of the run's log. A run that trained on another machine left it in the artifact
+    store when it ended; while it runs, the page gets its lines from the event stream."""
+    path = paths.run_log(job.id)
+    if not path.exists() and job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        try:
+            path = get_store().fetch_file(paths.key(path))
+        except ArtifactMissing:
+            return []
+        except Exception:  # the store is unreachable: the page still renders, without the log
+            logger.warning("could not fetch the log of job %s", job.id, exc_info=True)
+            return []
+    return path.read_text(encoding="utf-8").splitlines()[-lines:] if path.exists() else []

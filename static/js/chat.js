@@ -22,17 +22,34 @@
       el.scrollIntoView({ block: "end" });
     });
     source.addEventListener("done", finish);
-    // The server's `error` event carries `text`, already in the reader's language; the browser's
-    // own `error` (a dropped connection, which it retries) has no data.
-    source.addEventListener("error", (e) => {
-      if (!e.data) return;
+    const showError = (text) => {
       const alert = document.createElement("div");
       alert.className = "alert alert-error";
       alert.setAttribute("role", "alert");
-      alert.textContent = JSON.parse(e.data).text;
-      box.replaceWith(alert);
+      alert.textContent = text;
+      el.querySelector(".content, .alert-error").replaceWith(alert);
       if (status) status.textContent = "";
-      finish();
+    };
+    // The server's `error` event carries `text`, already in the reader's language. The browser's
+    // own `error` has no data: a dropped connection it retries (with Last-Event-ID), or one the
+    // server refused (the answer expired, or Redis restarted or is down), after which it gives up
+    // (CLOSED): say so rather than wait forever, and do not reload a stream that cannot be read.
+    const giveUp = (text) => {
+      source.close();
+      showError(text);
+      const stop = el.querySelector(".stop-button");
+      if (stop) stop.disabled = true;
+    };
+    source.addEventListener("error", (e) => {
+      if (e.data) {
+        const error = JSON.parse(e.data);
+        // stream_lost: Redis went away mid-answer. The stored answer is not final yet (its
+        // worker may still write it), and reloading it would only follow a stream that is gone.
+        if (error.code === "stream_lost") giveUp(error.text);
+        else { showError(error.text); finish(); }
+      } else if (source.readyState === EventSource.CLOSED) {
+        giveUp(el.dataset.lost);
+      }
     });
     const stop = el.querySelector(".stop-button");
     if (stop) stop.addEventListener("click", () => { fetch(el.dataset.cancel, { method: "POST", headers: window.tunelabCsrfHeaders ? window.tunelabCsrfHeaders() : {} }); stop.disabled = true; });

@@ -15,19 +15,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Their PostgreSQL variants are dropped by tests/conftest.py (SQLITE_ONLY_FOLDERS).
     for item in items:
         if "tests/browser/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.browser)
-
-
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('browser-db') / 'tunelab.db'}"
-
-
-@pytest.fixture(scope="session")
-def redis_db() -> int:
-    return 12
 
 
 # Per module, not per session: Playwright's sync API keeps its asyncio loop marked as running in

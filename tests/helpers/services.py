@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from app.embedded_redis import start_embedded_redis
+from app.embedded_redis import free_port, start_embedded_redis
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
 
@@ -37,9 +37,50 @@ def start_test_redis() -> tuple[str, Callable[[], None]]:
     return url, stop
 
 
+@dataclass
+class RestartableRedis:
+    """A redis-server of the test's own, which it may kill and start again on the same port:
+    like production's Redis it keeps nothing on disk, so the new one starts empty. The port is
+    TUNELAB_TEST_RESTART_REDIS_PORT when set (machines where test runs share ports), else a
+    free one."""
+
+    workdir: Path
+    port: int = field(
+        default_factory=lambda: (
+            int(os.environ.get("TUNELAB_TEST_RESTART_REDIS_PORT") or 0) or free_port()
+        )
+    )
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc, _ = start_embedded_redis(self.workdir / f"run-{self.starts}", port=self.port)
+
+    def kill(self) -> None:
+        """SIGKILL: clients see their connections drop, as when Redis crashes."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 def reset_app_caches() -> None:
     """Settings, engines and clients are cached per process; tests that change env reset them."""
     from app import queue
+    from app.artifacts import get_store
     from app.config import get_settings
     from app.db import get_engine
     from app.redis_client import get_redis
@@ -47,6 +88,7 @@ def reset_app_caches() -> None:
     get_settings.cache_clear()
     get_engine.cache_clear()
     get_redis.cache_clear()
+    get_store.cache_clear()
     queue._client = None
 
 

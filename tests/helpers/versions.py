@@ -48,4 +48,7 @@ def adapter_dir(version_id: int) -> Path:
     with get_sessionmaker()() as session:
         version = session.get(ModelVersion, version_id)
         assert version is not None, version_id
-        return Path(version.adapter_path)
+        # A store key (runs/7/adapter) under this data dir; older rows hold absolute paths.
+        from app.config import get_settings
+
+        return get_settings().paths.root / version.adapter_path

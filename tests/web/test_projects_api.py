@@ -96,3 +96,50 @@ def test_openapi_docs_are_served(client) -> None:  # type: ignore[no-untyped-def
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/projects" in paths and "/api/projects/{project_id}" in paths
+
+
+def _racing(monkeypatch, db_session, client, name: str, slug: str, after: str) -> None:  # type: ignore[no-untyped-def]
+    """Another request commits a project named `name` (slug `slug`) right after this request's
+    step `after` (its name check, or its slug pick) and before it commits: the moment two
+    requests race. Before this request writes anything, so that SQLite's one writer is free."""
+    from app.models import Project
+    from app.services import projects
+
+    seed = db_session.get(Project, create(client, name="seed").json()["id"])
+    step = getattr(projects, after)
+
+    def competitor_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = step(*args, **kwargs)
+        if not getattr(competitor_first, "done", False):
+            competitor_first.done = True  # type: ignore[attr-defined]
+            db_session.add(
+                Project(owner_id=seed.owner_id, name=name, slug=slug, base_model=seed.base_model)
+            )
+            db_session.commit()
+        return result
+
+    monkeypatch.setattr(projects, after, competitor_first)
+
+
+def test_two_creates_of_one_name_at_once_refuse_the_second(client, db_session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _racing(monkeypatch, db_session, client, "contracts", "contracts", "_clean_name")
+    response = create(client, name="contracts")
+    assert response.status_code == 422, response.text  # not a 500 from the unique constraint
+    assert response.json()["error"]["details"][0]["field"] == "name"
+    names = sorted(p["name"] for p in client.get("/api/projects").json()["data"])
+    assert names == ["contracts", "seed"]
+
+
+def test_two_names_of_one_slug_at_once_both_get_a_project(client, db_session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _racing(monkeypatch, db_session, client, "travel guide?", "travel-guide", "_unique_slug")
+    response = create(client, name="Travel Guide!")
+    assert response.status_code == 201, response.text
+    assert response.json()["slug"] == "travel-guide-2"
+
+
+def test_a_rename_racing_a_create_of_that_name_is_refused(client, db_session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    b = create(client, name="B").json()
+    _racing(monkeypatch, db_session, client, "A", "a", "_clean_name")
+    response = client.patch(f"/api/projects/{b['id']}", json={"name": "A"})
+    assert response.status_code == 422, response.text
+    assert client.get(f"/api/projects/{b['id']}").json()["name"] == "B"

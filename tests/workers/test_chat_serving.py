@@ -94,7 +94,12 @@ def test_compare_streams_both_and_counts_votes(client, worker, served) -> None: 
     assert tally["b_rate"] == 1.0
 
 
-def test_stop_and_disconnect_free_the_worker(client, worker, served) -> None:  # type: ignore[no-untyped-def]
+def test_stop_and_disconnect_free_the_worker(client, worker, served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from app.services import answer_readers
+
+    # A page that leaves gets RESUME_GRACE_S to come back (a web restart) before its answer is
+    # cancelled; the tiny model would finish its answer within that time.
+    monkeypatch.setattr(answer_readers, "RESUME_GRACE_S", 0.0)
     conversation = new_chat(client, served["project"], max_new_tokens=4000, model="v1")
     [request_id] = send(client, conversation, "Write a very long story.")
     read_stream(client, request_id, limit=3)  # reading a few tokens, then the client goes away

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.embedded_redis import start_embedded_redis
+from tests.helpers.projects import project_with_rows
 from tests.helpers.services import WorkerProcess, reset_app_caches
 from tests.workers.test_training_jobs import FAST, ROWS, finished, wait_job
 
@@ -32,13 +33,7 @@ def fast_reaper_client(platform_env, monkeypatch) -> Iterator[object]:  # type: 
 
 
 def make_project(client, tiny_model_dir) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
-    model = client.post("/api/models", json={"path": str(tiny_model_dir)}).json()
-    project = client.post("/api/projects", json={"name": "f", "base_model": model["id"]}).json()
-    content = "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS).encode()
-    dataset = client.post(
-        f"/api/projects/{project['id']}/datasets", files={"file": ("rows.jsonl", content)}
-    ).json()
-    return project, dataset
+    return project_with_rows(client, ROWS, "f", tiny_model_dir)
 
 
 def train_worker(tmp_path: Path, name: str) -> WorkerProcess:

@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers.versions import adapter_dir
 
+pytestmark = pytest.mark.both_databases  # the whole run, claim to version, on the team database too
+
 ROWS = [
     {"instruction": f"张家界景点 {i} 在哪里？", "output": f"景点 {i} 在武陵源，乘环保车可到。"}
     for i in range(24)

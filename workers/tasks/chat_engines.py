@@ -78,6 +78,7 @@ class ChatEngines:
         self.llama: Any = None
         self._builds: dict[str, Future[Path]] = {}
         self._failed: dict[str, str] = {}
+        self._adapters: dict[str, str] = {}  # adapter id -> its folder on this machine
         self._lock = threading.Lock()
         self._builder = ThreadPoolExecutor(1, thread_name_prefix="gguf-build")
         if mode != "transformers" and llama_cpp_usable():
@@ -96,12 +97,7 @@ class ChatEngines:
     def route(self, model: dict[str, Any], on_wait: Any = None) -> Route:
         """The engine for `model` (the request's ModelRef as a dict). `on_wait` is called once
         when the request will wait for a GGUF build (mode `llamacpp`)."""
-        served = ServedModel(
-            base=model["base"],
-            adapter_id=model.get("adapter_id"),
-            adapter_path=model.get("adapter_path"),
-            template=model.get("template"),
-        )
+        served = self._served(model)
         if self.llama is not None:
             name = served.cache_name(self.quant)
             path = self._gguf(served, name, wait=self.mode == "llamacpp", on_wait=on_wait)
@@ -118,13 +114,29 @@ class ChatEngines:
         return Route("transformers", precision, self.scheduler.submit,
                      {"base_id": served.base, "adapter_id": served.adapter_id})  # fmt: skip
 
+    def _served(self, model: dict[str, Any]) -> ServedModel:
+        """The request's model, its adapter folder made local (fetched from the artifact store
+        once per version: a version's adapter never changes)."""
+        adapter_id, adapter_path = model.get("adapter_id"), model.get("adapter_path")
+        if adapter_id and adapter_path:
+            with self._lock:
+                local = self._adapters.get(adapter_id)
+            if local is None:
+                from workers.artifacts import local_tree
+
+                local = str(local_tree(adapter_path))
+                if Path(local).is_dir():  # not there yet: ask the store again next time
+                    with self._lock:
+                        self._adapters[adapter_id] = local
+            adapter_path = local
+        return ServedModel(model["base"], adapter_id, adapter_path, model.get("template"))
+
     def needs_loading(self, model: dict[str, Any]) -> bool:
         return model["base"] not in self.scheduler.engine.loaded_bases()
 
     def gguf_state(self, model: dict[str, Any]) -> str:
         """ "ready", "building", "failed" or "none" (for the status line and tests)."""
-        served = ServedModel(model["base"], model.get("adapter_id"), model.get("adapter_path"),
-                             model.get("template"))  # fmt: skip
+        served = self._served(model)
         name = served.cache_name(self.quant)
         with self._lock:
             if name in self._failed:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import update
+
 from app.config import get_settings
 from app.db import session_scope, update_row
 from app.error_codes import TaskError, catalog_key, error_of
@@ -12,6 +14,7 @@ from app.models import Dataset
 from app.queue import TaskName
 from app.services.model_choices import loader_source
 from app.services.worker_results import set_result
+from workers.artifacts import local_dataset
 from workers.celery_app import celery_app
 from workers.ml.chat_format import (
     IGNORE_INDEX,
@@ -51,15 +54,21 @@ def _error_of(exc: BaseException) -> tuple[str, dict[str, Any]]:
 def analyze_dataset(dataset_id: int) -> None:
     settings = get_settings()
     with session_scope() as session:
+        # pending → running as a compare-and-set: a second message for the same request (sent
+        # again after a Redis restart, app/services/redelivery.py) finds nothing to do.
+        claimed = session.execute(
+            update(Dataset)
+            .where(Dataset.id == dataset_id, Dataset.stats_status == "pending")
+            .values(stats_status="running", stats_error=None)
+        )
         dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
-            logger.info("dataset %s is gone; nothing to analyze", dataset_id)
+        if dataset is None or not claimed.rowcount:  # type: ignore[attr-defined]
+            logger.info("dataset %s is gone or not pending; nothing to analyze", dataset_id)
             return
         project = dataset.project
         source, template, max_length = project.base_model, project.chat_template, project.max_length
         duplicates = int(dataset.report.get("counts", {}).get("duplicate_row", 0))
-        dataset.stats_status, dataset.stats_error = "running", None
-    path = settings.paths.normalized(dataset_id)
+    path = local_dataset(dataset_id)  # from the artifact store when uploaded elsewhere
     try:
         tokenizer = load_tokenizer(loader_source(source), data_dir=settings.data_dir)
         stats = token_stats(
@@ -91,7 +100,7 @@ def preview_template(request_id: str, dataset_id: int, row: int) -> None:
             return
         project = dataset.project
         source, template, max_length = project.base_model, project.chat_template, project.max_length
-    path = settings.paths.normalized(dataset_id)
+    path = local_dataset(dataset_id)  # from the artifact store when uploaded elsewhere
     try:
         messages = next(m for i, m in enumerate(iter_conversations(path), start=1) if i == row)
         tokenizer = load_tokenizer(loader_source(source), data_dir=settings.data_dir)

@@ -26,6 +26,7 @@ from app.queue import TaskName
 from app.redis_client import get_redis
 from app.redis_keys import evaluation_stream_key
 from app.services import evaluation_states as states
+from workers.artifacts import local_dataset, local_tree
 from workers.celery_app import celery_app
 from workers.evaluation.run import (
     EvaluationCancelled,
@@ -48,7 +49,9 @@ PROGRESS_EVERY_S = 0.5
 def _load_rows(source: dict[str, Any]) -> list[Any]:
     """The test set's conversations: a dataset's normalized rows, or a job's validation split
     re-drawn exactly as training drew it (same rows, seed and share)."""
-    path = Path(source["path"])
+    # By dataset id (fetched from the artifact store); evaluations queued before the store
+    # existed name the file by path.
+    path = local_dataset(source["dataset_id"]) if "dataset_id" in source else Path(source["path"])
     if not path.exists():
         raise CodedError("The evaluation's test set was deleted.", EvalError.TEST_SET_DELETED)
     rows = read_rows(path)
@@ -124,7 +127,7 @@ def run_evaluation(self: Task, evaluation_id: int) -> dict[str, Any] | None:
                 ModelUnderTest(
                     m["label"],
                     m.get("adapter_id"),
-                    Path(m["adapter_path"]) if m.get("adapter_path") else None,
+                    local_tree(m["adapter_path"]) if m.get("adapter_path") else None,
                     m.get("template"),
                 )
                 for m in settings["models"]

@@ -26,7 +26,9 @@ from app.models import Export, JobStatus, ModelVersion, Project
 from app.queue import TaskName
 from app.services import exports as states
 from app.services.model_choices import loader_source
+from workers.artifacts import local_tree, publish_file
 from workers.celery_app import celery_app
+from workers.disk import disk_full_error
 from workers.export import (
     ExportFailed,
     export_adapter,
@@ -64,7 +66,7 @@ def _version_info(export_id: int) -> tuple[str, int, VersionInfo]:
             slug=project.slug,
             number=version.version,
             base=loader_source(version.base_model),
-            adapter_dir=Path(version.adapter_path),
+            adapter_dir=local_tree(version.adapter_path),  # from the store if made elsewhere
             template=project.chat_template,
             readme={
                 "name": f"{project.slug}-v{version.version}",
@@ -231,8 +233,11 @@ def _gguf(
             target.name, template, eos_token=loaded.tokenizer.eos_token or "", add_bos=add_bos
         )
         staged = target.with_name(f".{target.stem}.Modelfile.tmp")
-        staged.write_text(modelfile.text, encoding="utf-8")
-        os.replace(staged, modelfile_path(target))
+        try:
+            staged.write_text(modelfile.text, encoding="utf-8")
+            os.replace(staged, modelfile_path(target))
+        finally:
+            staged.unlink(missing_ok=True)  # a full disk leaves no half-written Modelfile
         verification["modelfile"] = modelfile.family
     except ExportFailed as exc:  # an unsupported chat format: the GGUF still stands alone
         verification["modelfile"] = None
@@ -248,6 +253,9 @@ def run_export(export_id: int) -> bool:
     """Claim, build, verify and record one export; False when it was not queued."""
     with session_scope() as session:
         if not states.claim(session, export_id):
+            # A redelivered message (or the reconciler's copy) of an export already done or
+            # under way: the compare-and-set claim lets exactly one delivery write the file.
+            logger.info("export %s is not queued (redelivered or done); skipping", export_id)
             return False
     fmt, version_id, info = _version_info(export_id)
     folder = get_settings().paths.export_dir(version_id)
@@ -262,8 +270,18 @@ def run_export(export_id: int) -> bool:
 
     try:
         path, verification = build(fmt, info, folder, progress)
+        # The web (maybe on another machine) serves the file from the artifact store.
+        publish_file(path)
+        if modelfile_path(path).is_file():
+            publish_file(modelfile_path(path))
     except Exception as exc:
-        if not isinstance(exc, ExportFailed):
+        # The writers removed their partial files (temp names, renamed only when complete); a
+        # full disk is said as such, without the paths the OS error names.
+        full = disk_full_error(exc, folder)
+        if full is not None:
+            logger.warning("export %s: %s", export_id, full)
+            exc = full
+        elif not isinstance(exc, ExportFailed):
             logger.exception("export %s failed", export_id)
         code, params = error_of(exc)
         if code == "internal":

@@ -8,9 +8,11 @@ worker runs a thread pool, so several of these tasks run at once and share one e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -31,9 +33,12 @@ from app.queue import TaskName
 from app.redis_client import get_redis
 from app.redis_keys import (
     generation_cancel_key,
+    generation_owner_key,
     generation_request_key,
     generation_stream_key,
+    worker_heartbeat_key,
 )
+from app.services.generation_liveness import owner_record
 from workers.celery_app import celery_app
 from workers.inference import (
     DoneEvent,
@@ -82,6 +87,15 @@ def too_long_error(exc: PromptTooLong) -> GenerationError:
     )
 
 
+def model_unavailable(error: Exception | None) -> bool:
+    """llama.cpp's engine reports a model it cannot find or load in the DoneEvent."""
+    try:  # llama.cpp's package imports llama-cpp-python, which a worker may lack
+        from workers.inference.llamacpp.errors import ModelLoadFailed, UnknownModel
+    except ImportError:
+        return False
+    return isinstance(error, UnknownModel | ModelLoadFailed)
+
+
 def publish_token(redis: Redis, key: str, text: str, cancel_key: str) -> bool:
     """Append one token to the answer's stream and say whether a cancel was asked for.
 
@@ -125,6 +139,39 @@ def generate(request_id: str) -> None:
         emit(GenerationError.of(ChatErrorCode.EXPIRED))
         return
     request = json.loads(raw)
+    owner_key = _record_owner(redis, request_id)
+    try:
+        _answer(request_id, request, redis, emit, fail)
+    finally:
+        if owner_key is not None:  # answered (or failed) in the stream: nothing to watch
+            with contextlib.suppress(Exception):  # it expires anyway
+                redis.delete(owner_key)
+
+
+def _record_owner(redis: Redis, request_id: str) -> str | None:
+    """Say that this worker answers the request: while it does, the relays watch its heartbeat
+    and end the answer with an error if it dies (app/services/generation_liveness.py)."""
+    hostname = str(generate.request.hostname or "")
+    if not hostname:  # called outside a worker
+        return None
+    key = generation_owner_key(request_id)
+    try:
+        beat = redis.get(worker_heartbeat_key(hostname))
+        record = owner_record(json.loads(beat) if beat else None, hostname)
+        redis.set(key, json.dumps(record), ex=STREAM_TTL_S)
+    except Exception:  # the answer matters more than its watch
+        logger.warning("generation %s: could not record its worker", request_id, exc_info=True)
+    return key
+
+
+def _answer(
+    request_id: str,
+    request: dict[str, Any],
+    redis: Redis,
+    emit: Callable[[GenerationEvent], None],
+    fail: Callable[[int | None, GenerationError], None],
+) -> None:
+    key = generation_stream_key(request_id)
     model, params, message_id = request["model"], request["params"], request.get("message_id")
     text: list[str] = []
     done: DoneEvent | None = None
@@ -164,6 +211,10 @@ def generate(request_id: str) -> None:
         error = done.error if done is not None else None
         if isinstance(error, PromptTooLong):
             fail(message_id, too_long_error(error))
+        elif model_unavailable(error):
+            # llama.cpp reports these in the DoneEvent, not as exceptions.
+            detail = str(error)
+            fail(message_id, GenerationError.of(ChatErrorCode.MODEL_UNAVAILABLE, detail=detail))
         else:
             detail = str(error or "the generation ended without a result")
             fail(message_id, GenerationError.of(ChatErrorCode.GENERIC, detail=detail))

@@ -4,6 +4,8 @@ the outcome (a new model version, or the reason it failed). Never retried automa
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,14 @@ from app.redis_keys import job_stop_key
 from app.schemas.training import TrainingConfig
 from app.services import job_states
 from app.services.model_choices import loader_source
+from workers.artifacts import local_dataset, local_tree, publish_file, publish_tree, store_key
 from workers.celery_app import celery_app
+from workers.disk import DiskFull
 from workers.ml.errors import ModelLoadError
 from workers.reporting import BusReporter, RedisStopFlag, job_heartbeat
 from workers.training.checkpoint import checkpoint_dirs
 from workers.training.errors import TrainingError
+from workers.training.launch import train_with_torchrun
 from workers.training.loop import train
 from workers.training.result import TrainResult
 
@@ -44,7 +49,7 @@ def _register_version(job_id: int, result: TrainResult) -> int:
             project_id=job.project_id,
             job_id=job.id,
             version=int(latest or 0) + 1,
-            adapter_path=str(result.adapter_path),
+            adapter_path=store_key(result.adapter_path),  # any machine finds it by this
             base_model=job.base_model,
             config=job.config,
             dataset_sha256=job.dataset_sha256,
@@ -73,6 +78,27 @@ def _register_version(job_id: int, result: TrainResult) -> int:
         return version.version
 
 
+CHECKPOINTS = "checkpoints"  # under the run's folder (workers.training.checkpoint)
+
+
+def _publish_run(job_id: int, result: TrainResult | None) -> None:
+    """Put what the run made into the artifact store (nothing moves with the local store):
+    checkpoints (a resume may run on another machine), the adapter, the log the job page
+    shows. After a failure (result None) only what is there, as far as it goes."""
+    paths = get_settings().paths
+    try:
+        if (paths.run(job_id) / CHECKPOINTS).is_dir():
+            publish_tree(paths.run(job_id) / CHECKPOINTS)
+        if result is not None and result.adapter_path is not None:
+            publish_tree(result.adapter_path)
+        if paths.run_log(job_id).is_file():
+            publish_file(paths.run_log(job_id))
+    except Exception:
+        if result is not None:
+            raise  # a finished run whose adapter cannot be stored fails (the caller says why)
+        logger.warning("job %s: could not store its files after the failure", job_id, exc_info=True)
+
+
 def _parent_adapter(session: Session, job: TrainingJob) -> tuple[int | str, Path | None] | None:
     """(version number, adapter folder) of the version the job continues from; the folder is
     None when the version or its files are gone. None for a run from the base model."""
@@ -81,40 +107,68 @@ def _parent_adapter(session: Session, job: TrainingJob) -> tuple[int | str, Path
     parent = session.get(ModelVersion, job.parent_version_id)
     if parent is None:
         return "?", None
-    folder = Path(parent.adapter_path)
+    folder = local_tree(parent.adapter_path)  # made on another machine: from the store
     return parent.version, folder if (folder / "adapter_model.safetensors").is_file() else None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What the task read from the row when it claimed it."""
+
+    job_id: int
+    config: TrainingConfig
+    base_model: str
+    dataset_id: int | None
+    val_dataset_id: int | None
+    wants_val_set: bool
+    parent: tuple[int | str, Path | None] | None
 
 
 @celery_app.task(name=TaskName.TRAIN, bind=True, acks_late=True, max_retries=0)
 def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
-    settings = get_settings()
     with session_scope() as session:
         if not job_states.claim_job(session, job_id, worker=str(self.request.hostname)):
             logger.info("job %s is not queued (redelivered or cancelled); skipping", job_id)
             return None
         job = session.get(TrainingJob, job_id)
         assert job is not None
-        config = TrainingConfig.model_validate(job.config)
-        base_model, dataset_id = job.base_model, job.dataset_id
-        wants_val_set = job.val_dataset_sha256 is not None
-        val_dataset_id = job.val_dataset_id
-        parent = _parent_adapter(session, job)
+        claimed = ClaimedJob(
+            job_id=job_id,
+            config=TrainingConfig.model_validate(job.config),
+            base_model=job.base_model,
+            dataset_id=job.dataset_id,
+            val_dataset_id=job.val_dataset_id,
+            wants_val_set=job.val_dataset_sha256 is not None,
+            parent=_parent_adapter(session, job),
+        )
+    # The heartbeat covers all the job does once claimed, not only the training: fetching its
+    # files from the store and publishing what it made (a large adapter on a slow link) can
+    # take longer than the web's reaper waits for a beat.
+    with job_heartbeat(job_id, get_settings().job_heartbeat_s):
+        return _run_claimed(claimed)
 
+
+def _run_claimed(claimed: ClaimedJob) -> dict[str, Any] | None:
+    settings = get_settings()
+    job_id, config, parent = claimed.job_id, claimed.config, claimed.parent
     run_dir = settings.paths.run(job_id)
-    checkpoints = checkpoint_dirs(run_dir)
-    resume_from = checkpoints[-1] if checkpoints else None
     reporter = BusReporter(job_id, settings.paths.run_log(job_id))
     get_redis().delete(job_stop_key(job_id))
-    data_path = settings.paths.normalized(dataset_id) if dataset_id else None
-    val_path = settings.paths.normalized(val_dataset_id) if val_dataset_id else None
 
     try:
+        # A resume may land on another machine than the first attempt: its checkpoints come
+        # along (a store that cannot be reached fails the job here, with its reason).
+        local_tree(run_dir / CHECKPOINTS)
+        checkpoints = checkpoint_dirs(run_dir)
+        resume_from = checkpoints[-1] if checkpoints else None
+        data_path = local_dataset(claimed.dataset_id) if claimed.dataset_id else None
+        val_path = local_dataset(claimed.val_dataset_id) if claimed.val_dataset_id else None
         if data_path is None or not data_path.exists():
             raise TrainingError(
                 "The job's dataset was deleted; clone the job with another one.",
                 JobError.DATASET_DELETED,
             )
-        if wants_val_set and (val_path is None or not val_path.exists()):
+        if claimed.wants_val_set and (val_path is None or not val_path.exists()):
             raise TrainingError(
                 "The job's validation dataset was deleted; clone the job and pick another "
                 "validation set or the split.",
@@ -126,25 +180,29 @@ def train_job(self: Task, job_id: int) -> dict[str, Any] | None:
                 JobError.PARENT_VERSION_MISSING,
                 version=parent[0],
             )
-        with job_heartbeat(job_id, settings.job_heartbeat_s):
-            result = train(
-                config,
-                loader_source(base_model),
-                settings.data_dir,
-                data_path,
-                run_dir,
-                reporter,
-                RedisStopFlag(job_id),
-                val_path=val_path,
-                resume_from=resume_from,
-                init_adapter=parent[1] if parent else None,
-            )
-    except (TrainingError, ModelLoadError, ValueError) as exc:
-        # Errors with a message written for users (OOM advice, empty dataset, QLoRA on CPU...):
-        # their code and params are what the job page shows; an untyped ValueError is internal.
+        # Several processes: torchrun runs the same loop in each; its rank 0 reports to the job.
+        run = partial(train_with_torchrun, job_id=job_id) if config.processes > 1 else train
+        result = run(
+            config,
+            loader_source(claimed.base_model),
+            settings.data_dir,
+            data_path,
+            run_dir,
+            reporter,
+            RedisStopFlag(job_id),
+            val_path=val_path,
+            resume_from=resume_from,
+            init_adapter=parent[1] if parent else None,
+        )
+        _publish_run(job_id, result)
+    except (TrainingError, ModelLoadError, DiskFull, ValueError) as exc:
+        # Errors with a message written for users (OOM advice, empty dataset, QLoRA on CPU, a
+        # full disk...): their code and params are what the job page shows; an untyped
+        # ValueError is internal.
         code, params = error_of(exc)
         reporter.log(f"failed: {exc}")
-        reporter.flush()
+        reporter.settle()  # the checkpoint upload under way first: one writer at a time
+        _publish_run(job_id, None)  # its checkpoints, for a resume elsewhere
         with session_scope() as session:
             job_states.fail_job(session, job_id, code, str(exc), params)
         return None
