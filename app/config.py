@@ -62,11 +62,17 @@ class Settings(BaseSettings):
         default=1.0, description="How long /healthz waits for a worker to answer a ping."
     )
     job_heartbeat_s: float = Field(
-        default=5.0, description="How often a running training job reports it is alive (seconds)."
+        default=5.0,
+        description=(
+            "How often a running training job, evaluation or export reports it is alive (seconds)."
+        ),
     )
     job_lost_after_s: float = Field(
         default=45.0,
-        description="A running job whose heartbeat is older than this is marked failed.",
+        description=(
+            "A running training job, evaluation or export whose heartbeat is older than this is "
+            "marked failed (its worker was killed or its machine lost)."
+        ),
     )
     cpu_train_niceness: int = Field(
         default=10,

@@ -101,6 +101,7 @@ class ExportError(StrEnum):
     TOOL_MISSING = "tool_missing"  # tool, command
     VERIFY_FAILED = "verify_failed"  # check, detail
     EXPORT_FAILED = "export_failed"  # detail
+    EXPORT_WORKER_LOST = "export_worker_lost"  # seconds
 
 
 class CodedError(Exception):

@@ -1,5 +1,5 @@
 """What the web process does besides answering requests: register TUNELAB_MODEL_DIRS at start,
-fail training jobs and evaluations whose worker vanished (no heartbeat), so nothing stays
+fail training jobs, evaluations and exports whose worker vanished (no heartbeat), so nothing stays
 "running" forever, and delete staged uploads nobody kept or discarded within a day, so the data
 dir does not fill up.
 """
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from app.config import get_settings
 from app.db import session_scope
-from app.services import evaluation_states, job_states
+from app.services import evaluation_states, exports, job_states
 from app.services.registered_models import scan_model_dirs
 from app.services.users import get_local_user
 from app.storage import clean_stale_staging
@@ -27,15 +27,19 @@ CLEAN_STAGING_EVERY_S = 3600.0
 
 
 def reap_once() -> list[int]:
-    """Fail training jobs and evaluations whose worker stopped beating; returns the jobs."""
+    """Fail training jobs, evaluations and exports whose worker stopped beating; returns the
+    jobs."""
     timeout_s = get_settings().job_lost_after_s
     with session_scope() as session:
         reaped = job_states.reap_lost_jobs(session, timeout_s)
         lost_evaluations = evaluation_states.reap_lost(session, timeout_s)
+        lost_exports = exports.reap_lost(session, timeout_s)
     for job_id in reaped:
         logger.warning("job %s lost its worker; marked failed", job_id)
     for evaluation_id in lost_evaluations:
         logger.warning("evaluation %s lost its worker; marked failed", evaluation_id)
+    for export_id in lost_exports:
+        logger.warning("export %s lost its worker; marked failed", export_id)
     return reaped
 
 

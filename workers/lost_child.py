@@ -10,7 +10,8 @@ the row's failure: SIGKILL reads "killed by signal 9 — usually out of memory" 
 advice (the config's batch size and max length); any other death says the signal or exit code.
 
 The reaper stays the net for what this cannot see: a whole worker or machine lost. Exports run
-in the main worker's thread pool, not in a child, so a crash there is a lost worker.
+in the main worker's thread pool, not in a child, so a crash there is a lost worker, which the
+reaper fails by the export's own heartbeat.
 """
 
 from __future__ import annotations

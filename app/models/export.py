@@ -3,6 +3,7 @@
 One row per (version, format): a second request for the same format reuses the file. Status
 moves like a job's (`queued → running → succeeded | failed`); `verification` holds the check
 that ran before the file was offered (its figures and whether it passed).
+`heartbeat_at` is refreshed while it runs.
 """
 
 from __future__ import annotations
@@ -42,3 +43,6 @@ class Export(TimestampMixin, Base):
     error_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # Refreshed while the export runs; the web fails a running export whose beat stops (its
+    # worker was killed or its machine lost), as it does for jobs and evaluations.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

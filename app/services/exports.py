@@ -4,13 +4,15 @@ format), and where the finished file is. The work runs on the `export` queue
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.artifacts import ArtifactMissing, get_store
 from app.config import get_settings
+from app.error_codes import ExportError
 from app.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.models import Export, JobStatus, ModelVersion, Project, User
 from app.queue import TaskName, enqueue_or_fail
@@ -100,7 +102,7 @@ def request_export(session: Session, version: ModelVersion, fmt: str) -> tuple[E
         export.status = JobStatus.QUEUED
         export.error = export.error_code = export.error_params = None
         export.verification = export.progress = None
-        export.finished_at = None
+        export.finished_at = export.heartbeat_at = None
     session.commit()
     enqueue_or_fail(session, export, TaskName.EXPORT, fail)
     return export, True
@@ -126,8 +128,12 @@ def ready_file(session: Session, version: ModelVersion, fmt: str) -> tuple[Expor
 def claim(session: Session, export_id: int) -> bool:
     return compare_and_set(
         session, Export, export_id, (JobStatus.QUEUED,), status=JobStatus.RUNNING,
-        started_at=now(),
+        started_at=now(), heartbeat_at=now(),
     )  # fmt: skip
+
+
+def heartbeat(session: Session, export_id: int) -> bool:
+    return compare_and_set(session, Export, export_id, (JobStatus.RUNNING,), heartbeat_at=now())
 
 
 def record_progress(session: Session, export_id: int, progress: dict[str, object]) -> bool:
@@ -177,3 +183,26 @@ def fail(
         verification=verification,
         finished_at=now(),
     )
+
+
+def reap_lost(session: Session, timeout_s: float) -> list[int]:
+    """Fail running exports whose worker stopped beating (killed, machine lost): the row would
+    otherwise say "running" forever and block a new request for the format."""
+    cutoff = now() - timedelta(seconds=timeout_s)
+    stale = session.scalars(
+        select(Export.id).where(
+            Export.status == JobStatus.RUNNING,
+            # Rows claimed before heartbeats existed (migration 0010) go by their start.
+            func.coalesce(Export.heartbeat_at, Export.started_at) < cutoff,
+        )
+    ).all()
+    message = (
+        f"The worker stopped responding (no heartbeat for {int(timeout_s)} s): it was killed or "
+        "its machine was lost. Request the export again."
+    )
+    params = {"seconds": int(timeout_s)}
+    return [
+        export_id
+        for export_id in stale
+        if fail(session, export_id, ExportError.EXPORT_WORKER_LOST, message, params)
+    ]

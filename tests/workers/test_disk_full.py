@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from app.models import Export
-from tests.helpers.faults import accelerator_worker, can_mount, small_filesystem
+from tests.helpers.faults import can_mount, small_filesystem
 from tests.helpers.services import WorkerProcess
 from tests.workers.test_duplicate_delivery import adapter_version
 from tests.workers.test_job_failures import make_project
@@ -53,14 +53,6 @@ def tail(path: Path, chars: int = 6000) -> str:
 def hidden_entries(folder: Path) -> list[Path]:
     """Temp names (`.step-4.tmp`, `.adapter.tmp`, `.x.zip.tmp`...) anywhere under `folder`."""
     return list(folder.rglob(".*"))
-
-
-@pytest.fixture
-def train_worker(platform_env, tmp_path) -> Iterator[WorkerProcess]:  # type: ignore[no-untyped-def]
-    worker = accelerator_worker(platform_env, tmp_path / "train.log")
-    worker.start()
-    yield worker
-    worker.stop()
 
 
 def test_checkpoint_on_a_full_disk_fails_the_job_and_resumes_after(  # type: ignore[no-untyped-def]

@@ -9,26 +9,14 @@ the OOM killer by sending SIGKILL to the pool child alone, so the worker's main 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
-
-from tests.helpers.faults import accelerator_worker, kill_pool_child
-from tests.helpers.services import WorkerProcess
+from tests.helpers.faults import kill_pool_child
 from tests.helpers.versions import add_version
 from tests.workers.test_job_failures import make_project
 from tests.workers.test_training_jobs import FAST, finished, wait_job
 
 # Well under the reaper's 45 s (job_lost_after_s): a failure within it came from the lost child.
 SOON_S = 30
-
-
-@pytest.fixture
-def train_worker(platform_env, tmp_path) -> Iterator[WorkerProcess]:  # type: ignore[no-untyped-def]
-    worker = accelerator_worker(platform_env, tmp_path / "train.log")
-    worker.start()
-    yield worker
-    worker.stop()
 
 
 def test_sigkilled_training_child_fails_the_job_at_once_then_resumes(

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from workers.export import (
     zip_folder,
 )
 from workers.export.merged import PROBE_MESSAGES
+from workers.reporting import RowHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -268,12 +270,14 @@ def run_export(export_id: int) -> bool:
         except Exception:
             logger.warning("export %s: progress not recorded", export_id)
 
+    beat = partial(states.heartbeat, export_id=export_id)
     try:
-        path, verification = build(fmt, info, folder, progress)
-        # The web (maybe on another machine) serves the file from the artifact store.
-        publish_file(path)
-        if modelfile_path(path).is_file():
-            publish_file(modelfile_path(path))
+        with RowHeartbeat(beat, get_settings().job_heartbeat_s, f"export {export_id}"):
+            path, verification = build(fmt, info, folder, progress)
+            # The web (maybe on another machine) serves the file from the artifact store.
+            publish_file(path)
+            if modelfile_path(path).is_file():
+                publish_file(modelfile_path(path))
     except Exception as exc:
         # The writers removed their partial files (temp names, renamed only when complete); a
         # full disk is said as such, without the paths the OS error names.
