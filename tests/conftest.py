@@ -27,6 +27,7 @@ import sqlalchemy as sa  # noqa: E402
 from tests.helpers.services import (  # noqa: E402
     RestartableRedis,
     Workers,
+    redis_db_for,
     reset_app_caches,
     start_test_redis,
 )
@@ -120,7 +121,7 @@ def database_url(
 @pytest.fixture(scope="session")
 def redis_db(database_url: str) -> int:
     """One Redis database per test database, so a worker never takes another database's task."""
-    return 14 if database_url.startswith("postgresql") else 15
+    return redis_db_for(1 if database_url.startswith("postgresql") else 0)
 
 
 @pytest.fixture(scope="session")
@@ -218,7 +219,7 @@ def worker(
 def lonely_redis(platform_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the app at an empty Redis database that no other worker of this session uses."""
     base = platform_env["TUNELAB_REDIS_URL"].rsplit("/", 1)[0]
-    url = f"{base}/13"
+    url = f"{base}/{redis_db_for(2)}"
     redis.Redis.from_url(url).flushdb()
     monkeypatch.setenv("TUNELAB_REDIS_URL", url)
     reset_app_caches()

@@ -10,17 +10,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from app.embedded_redis import free_port, start_embedded_redis
 
-DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379"
+
+
+def redis_db_for(use: int) -> int:
+    """The Redis database number for one use of this test process: 0 the session's own (and the
+    SQLite tests' workers), 1 the PostgreSQL tests' workers, 2 `lonely_redis`. pytest-xdist runs
+    the tests in several processes on one Redis: each takes three databases of its own (gw0:
+    15, 14, 13; gw1: 12, 11, 10...), so no process's workers take another's tasks and no
+    flushdb empties another's queues."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    db = 15 - 3 * index - use
+    if db < 0:
+        raise RuntimeError(f"too many test processes for one Redis (16 databases): {worker}")
+    return db
 
 
 def start_test_redis() -> tuple[str, Callable[[], None]]:
-    """The machine's Redis (db 15) when it answers, else an embedded one we start and stop."""
-    url = os.environ.get("TUNELAB_TEST_REDIS_URL", DEFAULT_TEST_REDIS)
+    """The machine's Redis (this process's first database, see redis_db_for) when it answers,
+    else an embedded one we start and stop. TUNELAB_TEST_REDIS_URL names another server."""
+    server = os.environ.get("TUNELAB_TEST_REDIS_URL", DEFAULT_TEST_REDIS)
+    url = urlunsplit(urlsplit(server)._replace(path=f"/{redis_db_for(0)}"))
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
         return url, lambda: None
