@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.db import get_engine
+from app.db import forget_inherited_engines
 from app.redis_client import get_redis
 
 # Kept referenced, never collected in the child.
@@ -23,7 +23,7 @@ _inherited: list[Any] = []
 
 def forget_inherited_clients() -> None:
     """Called first thing in a pool child (Celery's worker_process_init)."""
-    get_engine().dispose(close=False)  # the engine stays; its pool starts empty
+    forget_inherited_engines()  # the engines stay; their pools start empty
     if get_redis.cache_info().currsize:
         _inherited.append(get_redis())
     get_redis.cache_clear()

@@ -99,11 +99,11 @@ def reset_app_caches() -> None:
     from app import queue
     from app.artifacts import get_store
     from app.config import get_settings
-    from app.db import get_engine
+    from app.db import reset_engines
     from app.redis_client import get_redis
 
     get_settings.cache_clear()
-    get_engine.cache_clear()
+    reset_engines()
     get_redis.cache_clear()
     get_store.cache_clear()
     queue._client = None
