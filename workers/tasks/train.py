@@ -215,6 +215,23 @@ def _run_claimed(claimed: ClaimedJob) -> dict[str, Any] | None:
             job_states.fail_job(session, job_id, code, f"{type(exc).__name__}: {exc}", params)
         raise
 
+    try:
+        return _record_result(job_id, result, reporter)
+    except BaseException as exc:
+        # Trained, but the outcome could not be written (the database went away...): say so
+        # now rather than leave the job "running" until the reaper calls its worker lost.
+        logger.exception("job %s: its result could not be recorded", job_id)
+        code, params = error_of(exc)
+        try:
+            with session_scope() as session:
+                job_states.fail_job(session, job_id, code, f"{type(exc).__name__}: {exc}", params)
+        except Exception:
+            logger.warning("job %s: nor its failure; the reaper will fail it", job_id)
+        raise
+
+
+def _record_result(job_id: int, result: TrainResult, reporter: BusReporter) -> dict[str, Any]:
+    """The finished run's row: its last checkpoint, then cancelled, or a new version."""
     summary = result.as_dict()
     with session_scope() as session:
         job = session.get(TrainingJob, job_id)
