@@ -82,6 +82,7 @@ def _sqlite_only(item: pytest.Item) -> bool:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by fixture parameters
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kept, dropped = [], []
     for item in items:
@@ -95,7 +96,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    items[:] = sorted(kept, key=_folder_rank)  # stable: each file's own order is kept
+
+
+# Slowest folders first (real workers, browsers, torchrun), the quick ones last: the two test
+# processes (pytest-xdist, a file at a time) then end together, instead of one running the
+# heaviest files alone at the end while the other has finished.
+FOLDER_ORDER = ("tests/workers/", "tests/browser/", "tests/training/", "tests/export/")
+
+
+def _folder_rank(item: pytest.Item) -> int:
+    path = str(item.fspath).replace("\\", "/")
+    return next((i for i, f in enumerate(FOLDER_ORDER) if f in path), len(FOLDER_ORDER))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -68,15 +68,12 @@ def test_the_inherited_client_hangs_the_child(platform_env, database_url) -> Non
     assert child_pings(forget=False) == -signal.SIGALRM
 
 
-def _connection_in_use() -> object:
-    """The DBAPI connection a worker's session_scope() gets now (returned to the pool after)."""
-    from sqlalchemy import text
-
+def _pool_in_use() -> object:
+    """The connection pool a worker's session_scope() draws from now."""
     from app.db import session_scope
 
     with session_scope() as session:
-        session.execute(text("SELECT 1"))
-        return session.connection().connection.dbapi_connection
+        return session.get_bind().pool
 
 
 @pytest.mark.both_databases
@@ -84,8 +81,9 @@ def test_a_forked_child_opens_database_connections_of_its_own(platform_env) -> N
     """What the task code uses (session_scope) must be what the child empties: a child that took
     its parent's pooled PostgreSQL connection shared one server session with it ("prepared
     statement _pg3_0 already exists", seen in CI). Checked in this process: after
-    forget_inherited_clients the pool hands out a new connection, not the one it held."""
-    inherited = _connection_in_use()
-    assert _connection_in_use() is inherited  # the pool keeps it: what a child would inherit
+    forget_inherited_clients, session_scope draws from a new, empty pool, not the one holding
+    the connections a child would have inherited."""
+    inherited = _pool_in_use()
+    assert _pool_in_use() is inherited
     forget_inherited_clients()
-    assert _connection_in_use() is not inherited
+    assert _pool_in_use() is not inherited
