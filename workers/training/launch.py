@@ -352,9 +352,10 @@ def _recorded_errors(log_dir: Path) -> dict[int, dict[str, Any]]:
 def rank_failure(folder: Path, processes: int, exit_code: int) -> RankFailure:
     """Which rank failed the run and why, from the ranks' error files and torchrun's summary.
 
-    Preference: a rank's own exception (earliest first), then a rank that died without one
-    (killed by a signal: the OOM killer's SIGKILL, a segfault), then an error a rank got only
-    because a peer vanished under a collective operation."""
+    Preference: a rank's own typed exception (earliest first), then a rank killed by a signal
+    other than torchrun's SIGTERM (the OOM killer's SIGKILL, a segfault), then any other own
+    exception, then a rank that died without one, then an error a rank got only because a peer
+    vanished under a collective operation."""
     recorded = _recorded_errors(folder / "elastic")
     log = _read_tail(folder / "torchrun.log")
     exits = {int(m["rank"]): int(m["exitcode"]) for m in _SUMMARY.finditer(log)}
@@ -364,6 +365,18 @@ def rank_failure(folder: Path, processes: int, exit_code: int) -> RankFailure:
         return float(info.get("time") or recorded[rank]["time"])
 
     own = [r for r in recorded if not (recorded[r]["info"] or {}).get("peer")]
+    typed = [r for r in own if (recorded[r]["info"] or {}).get("code")]
+    if typed:  # a failure written for users (out of memory, a corrupt checkpoint...)
+        rank = min(typed, key=when)
+        entry = recorded[rank]
+        return RankFailure(rank, processes, _clip(entry["text"]), entry["info"])
+    # A rank killed by a signal (torchrun stops the others with SIGTERM) came first: the error a
+    # peer then raised may not read as a lost peer (on a busy machine gloo may say anything).
+    killed = sorted(
+        r for r in exits if r not in recorded and exits[r] < 0 and exits[r] != -signal.SIGTERM
+    )
+    if killed:
+        return RankFailure(killed[0], processes, _exit_reason(exits[killed[0]]))
     if own:
         rank = min(own, key=when)
         entry = recorded[rank]
